@@ -1,0 +1,199 @@
+"""``ClientCredentialsAuth``: one object that authenticates requests and httpx calls.
+
+The adapters only set the header and replay once on a 401; every decision about
+tokens belongs to :class:`~bearer_m2m._source.TokenSource`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
+from typing import Any
+
+import httpx
+import requests
+from requests.auth import AuthBase
+from requests.cookies import extract_cookies_to_jar
+from requests.exceptions import UnrewindableBodyError
+from requests.utils import rewind_body
+
+from ._config import Cert, Verify, build_config
+from ._fetcher import TokenFetcher
+from ._policy import RefreshPolicy, RetryPolicy
+from ._source import TokenSource
+from ._transport import require_secure_url
+
+_BEARER = "Bearer "
+
+
+class ClientCredentialsAuth(AuthBase, httpx.Auth):
+    """OAuth2 client-credentials bearer tokens for ``requests`` and ``httpx``.
+
+    Pass the same object as ``auth=`` to requests, ``httpx.Client`` and
+    ``httpx.AsyncClient``: they share one cached token. See the README for what
+    each argument does and how refreshes, 401s and failures are handled.
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        *,
+        client_id: str,
+        client_secret: str,
+        audience: str | None = None,
+        organization: str | None = None,
+        scope: str | Iterable[str] | None = None,
+        resource: str | None = None,
+        extra_params: Mapping[str, str] | None = None,
+        auth_method: str = "client_secret_post",
+        timeout: float = 10.0,
+        verify: Verify = True,
+        cert: Cert = None,
+        refresh_ahead: float = 60.0,
+        expiry_leeway: float = 10.0,
+        default_lifetime: float = 3600.0,
+        forced_refresh_interval: float = 30.0,
+        retry: RetryPolicy | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        self._config = build_config(
+            token_url,
+            client_id=client_id,
+            client_secret=client_secret,
+            audience=audience,
+            organization=organization,
+            scope=scope,
+            resource=resource,
+            extra_params=extra_params,
+            auth_method=auth_method,
+            timeout=timeout,
+            verify=verify,
+            cert=cert,
+            allow_insecure_http=allow_insecure_http,
+        )
+        policy = RefreshPolicy(
+            refresh_ahead=refresh_ahead,
+            expiry_leeway=expiry_leeway,
+            default_lifetime=default_lifetime,
+            forced_refresh_interval=forced_refresh_interval,
+        )
+        fetcher = TokenFetcher(self._config, retry or RetryPolicy())
+        self._source = TokenSource(fetcher.fetch, policy)
+        self._allow_insecure_http = allow_insecure_http
+
+    def __repr__(self) -> str:
+        config = self._config
+        shown = {"token_url": config.token_url, "client_id": config.client_id, **config.form}
+        fields = ", ".join(f"{name}={value!r}" for name, value in shown.items())
+        return f"{type(self).__name__}({fields})"
+
+    # -- the token, for callers that need it directly -------------------------
+
+    def token(self) -> str:
+        """The current access token, fetched first if there is no valid one."""
+        return self._source.token()
+
+    async def atoken(self) -> str:
+        """Like :meth:`token`, without blocking the event loop."""
+        return await self._source.atoken()
+
+    def invalidate(self) -> None:
+        """Drop the cached token, so that the next request fetches a new one."""
+        self._source.invalidate()
+
+    # -- requests ---------------------------------------------------------------
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        self._check_destination(request.url or "")
+        request.headers["Authorization"] = _BEARER + self._source.token()
+        request.hooks["response"].append(self._replay_on_401)
+        return request
+
+    def _replay_on_401(self, response: requests.Response, **send_kwargs: Any) -> requests.Response:
+        """Replay once with a new token, in the manner of ``HTTPDigestAuth.handle_401``."""
+        request = response.request
+        sent = _sent_token(response.status_code, request.headers.get("Authorization"))
+        if sent is None or not _rewind(request):
+            return response
+        token = self._source.token_after_rejection(sent)
+        if token is None:
+            return response
+
+        response.content  # noqa: B018  (read the body so the connection can be reused)
+        response.close()
+        replay = request.copy()
+        extract_cookies_to_jar(replay._cookies, request, response.raw)  # type: ignore[attr-defined,no-untyped-call]
+        replay.prepare_cookies(replay._cookies)  # type: ignore[attr-defined]
+        replay.headers["Authorization"] = _BEARER + token
+        replayed: requests.Response = response.connection.send(replay, **send_kwargs)
+        replayed.history.append(response)
+        replayed.request = replay
+        return replayed
+
+    # -- httpx ------------------------------------------------------------------
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        self._check_destination(str(request.url))
+        sent = self._source.token()
+        response = yield _authorized(request, sent)
+        if _replayable(request, response, sent):
+            token = self._source.token_after_rejection(sent)
+            if token is not None:
+                yield _authorized(request, token)
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        self._check_destination(str(request.url))
+        sent = await self._source.atoken()
+        response = yield _authorized(request, sent)
+        if _replayable(request, response, sent):
+            token = await self._source.atoken_after_rejection(sent)
+            if token is not None:
+                yield _authorized(request, token)
+
+    # -- shared -----------------------------------------------------------------
+
+    def _check_destination(self, url: str) -> None:
+        if not (self._allow_insecure_http or url.startswith("https://")):
+            require_secure_url(url, "the access token")
+
+
+def _sent_token(status_code: int, authorization: str | None) -> str | None:
+    """The token a 401 response's request carried, if it carried ours.
+
+    requests and httpx drop the Authorization header on redirects to another
+    origin, so a 401 from there has no token and triggers nothing.
+    """
+    if status_code != 401 or not authorization or not authorization.startswith(_BEARER):
+        return None
+    return authorization[len(_BEARER) :]
+
+
+def _rewind(request: requests.PreparedRequest) -> bool:
+    """Make the body ready to send again; False when it cannot be (a generator, say)."""
+    body = request.body
+    if body is None or isinstance(body, (bytes, str)):
+        return True
+    try:
+        rewind_body(request)
+    except UnrewindableBodyError:
+        return False
+    return True
+
+
+def _authorized(request: httpx.Request, token: str) -> httpx.Request:
+    request.headers["Authorization"] = _BEARER + token
+    return request
+
+
+def _replayable(request: httpx.Request, response: httpx.Response, sent: str) -> bool:
+    """A 401 to our token, on a request whose body httpx still holds in memory."""
+    if _sent_token(response.status_code, response.request.headers.get("Authorization")) != sent:
+        return False
+    try:
+        request.content  # noqa: B018  (streamed bodies raise: they cannot be sent twice)
+    except httpx.RequestNotRead:
+        return False
+    return True

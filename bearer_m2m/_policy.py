@@ -1,0 +1,109 @@
+"""When to refresh a token and how to wait between failed token requests.
+
+Plain values and functions, no I/O and no locks: the token source and the
+fetcher ask these questions, so each rule is written once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field, replace
+from email.utils import parsedate_to_datetime
+
+from ._tokens import GrantedToken
+
+#: Margins never exceed these fractions of a token's lifetime, so that a token
+#: living 3 s is not refreshed on every request while a day-long one is
+#: refreshed a minute ahead.
+LEEWAY_FRACTION = 0.05
+REFRESH_AHEAD_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class CachedToken:
+    """A token with the monotonic instants that govern its use.
+
+    Before ``refresh_at`` the token is simply used. Between ``refresh_at`` and
+    ``expires_at`` it is still used while one background fetch replaces it. From
+    ``expires_at`` (a leeway before the real expiry, for clock skew and
+    latency) callers wait for a new one.
+    """
+
+    access_token: str = field(repr=False)
+    obtained_at: float
+    refresh_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class RefreshPolicy:
+    """How early tokens are refreshed, and how often a rejected token may be replaced.
+
+    ``refresh_ahead`` and ``expiry_leeway`` are upper bounds in seconds; each is
+    also capped at a fraction of the token's lifetime (20 % and 5 %).
+    ``default_lifetime`` applies when the server states no ``expires_in`` and the
+    token is not a JWT with ``exp``. ``forced_refresh_interval`` is the quota
+    guard: after a 401 forced a new token, another 401 forces the next one only
+    this many seconds later.
+    """
+
+    refresh_ahead: float = 60.0
+    expiry_leeway: float = 10.0
+    default_lifetime: float = 3600.0
+    forced_refresh_interval: float = 30.0
+
+    def schedule(self, granted: GrantedToken, now: float) -> CachedToken:
+        lifetime = self.default_lifetime if granted.expires_in is None else granted.expires_in
+        leeway = min(self.expiry_leeway, lifetime * LEEWAY_FRACTION)
+        ahead = max(leeway, min(self.refresh_ahead, lifetime * REFRESH_AHEAD_FRACTION))
+        return CachedToken(
+            access_token=granted.access_token,
+            obtained_at=now,
+            refresh_at=now + lifetime - ahead,
+            expires_at=now + lifetime - leeway,
+        )
+
+    @staticmethod
+    def after_failed_refresh(cached: CachedToken, now: float) -> CachedToken:
+        """Keep using ``cached`` and try again after a quarter of its remaining
+        life (at least a second), so a failing server is not hammered."""
+        retry_at = now + max(1.0, (cached.expires_at - now) / 4)
+        return replace(cached, refresh_at=min(retry_at, cached.expires_at))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of failed token requests (429, 5xx, timeouts, dropped connections).
+
+    Waits grow exponentially from ``initial_backoff`` up to ``max_backoff``
+    with random jitter, and never less than a ``Retry-After`` the server asked
+    for. No retry starts once ``deadline`` seconds have passed since the first
+    attempt.
+    """
+
+    deadline: float = 30.0
+    initial_backoff: float = 0.5
+    max_backoff: float = 8.0
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``attempt + 1``."""
+        ceiling = min(self.max_backoff, self.initial_backoff * 2.0**attempt)
+        backoff = ceiling / 2 + rng.uniform(0, ceiling / 2)
+        return max(backoff, retry_after or 0.0)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Read a ``Retry-After`` header: delay-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

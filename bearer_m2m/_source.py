@@ -1,0 +1,191 @@
+"""When a token is needed: reuse, single flight, refresh ahead, replacement after a 401.
+
+The source keeps one :class:`CachedToken` and at most one fetch in flight. The
+fetch always runs in a thread of its own, so sync callers wait on an event,
+async callers wait in a worker thread (the event loop never blocks), and
+threads, asyncio tasks and trio tasks all share the same single flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+import anyio.to_thread
+
+from ._policy import CachedToken, RefreshPolicy
+from ._tokens import GrantedToken, fingerprint
+
+logger = logging.getLogger("bearer_m2m")
+
+Fetch = Callable[[], GrantedToken]
+
+
+class _Flight:
+    """One token fetch, its outcome, and the event its waiters block on."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._token: str | None = None
+        self._error: BaseException | None = None
+
+    def finish(self, token: str | None = None, error: BaseException | None = None) -> None:
+        self._token, self._error = token, error
+        self._done.set()
+
+    def wait(self) -> str:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._token is not None
+        return self._token
+
+
+class TokenSource:
+    """Hands out a valid access token, fetching one only when it must."""
+
+    def __init__(self, fetch: Fetch, policy: RefreshPolicy) -> None:
+        self._fetch = fetch
+        self._policy = policy
+        self._cached: CachedToken | None = None
+        self._flight: _Flight | None = None
+        self._last_forced_refresh = -policy.forced_refresh_interval
+        self._lock = threading.Lock()
+        _live_sources.add(self)
+
+    def current(self) -> str | None:
+        """The cached token while no refresh is due, else ``None``.
+
+        This is every request's path once a token is cached: it reads one
+        attribute and the clock, and takes no lock.
+        """
+        cached = self._cached
+        if cached is not None and time.monotonic() < cached.refresh_at:
+            return cached.access_token
+        return None
+
+    def token(self) -> str:
+        """A valid token, waiting for a fetch only when none is valid."""
+        token = self.current()
+        if token is not None:
+            return token
+        outcome = self._check_in()
+        return outcome if isinstance(outcome, str) else outcome.wait()
+
+    async def atoken(self) -> str:
+        token = self.current()
+        if token is not None:
+            return token
+        outcome = self._check_in()
+        if isinstance(outcome, str):
+            return outcome
+        return await anyio.to_thread.run_sync(outcome.wait, abandon_on_cancel=True)
+
+    def token_after_rejection(self, rejected: str) -> str | None:
+        """A token to replay with after ``rejected`` drew a 401, or ``None`` for no replay."""
+        if not self._drop_rejected(rejected):
+            return None
+        token = self.token()
+        return None if token == rejected else token
+
+    async def atoken_after_rejection(self, rejected: str) -> str | None:
+        if not self._drop_rejected(rejected):
+            return None
+        token = await self.atoken()
+        return None if token == rejected else token
+
+    def invalidate(self) -> None:
+        """Forget the cached token; the next request fetches a new one."""
+        with self._lock:
+            self._cached = None
+
+    def _drop_rejected(self, rejected: str) -> bool:
+        """Forget ``rejected`` if it is still the cached token; False when the quota guard
+        forbids fetching a replacement.
+
+        Only the first of fifty concurrent 401s finds its token still cached, so
+        they cause one fetch; the others get the replacement. A fetch forced this
+        way is allowed once per ``forced_refresh_interval``.
+        """
+        with self._lock:
+            cached = self._cached
+            if cached is None or cached.access_token != rejected:
+                return True
+            if self._flight is None:
+                now = time.monotonic()
+                if now - self._last_forced_refresh < self._policy.forced_refresh_interval:
+                    logger.warning(
+                        "token %s was rejected again within %.0f s of a forced refresh; "
+                        "not fetching another (quota guard)",
+                        fingerprint(rejected),
+                        self._policy.forced_refresh_interval,
+                    )
+                    return False
+                self._last_forced_refresh = now
+            logger.info("token %s was rejected with 401; replacing it", fingerprint(rejected))
+            self._cached = None
+            return True
+
+    def _check_in(self) -> str | _Flight:
+        """Decide, under the lock, what a caller gets: a token to use now, or
+        the flight to wait for. A token inside its refresh-ahead window is
+        returned at once while a flight replaces it in the background."""
+        with self._lock:
+            now = time.monotonic()
+            cached = self._cached
+            if cached is not None and now < cached.expires_at:
+                if now >= cached.refresh_at and self._flight is None:
+                    self._take_off()
+                return cached.access_token
+            return self._flight or self._take_off()
+
+    def _take_off(self) -> _Flight:
+        """Start a fetch in its own thread (called with the lock held)."""
+        flight = self._flight = _Flight()
+        threading.Thread(
+            target=self._fly, args=(flight,), name="bearer_m2m-token-fetch", daemon=True
+        ).start()
+        return flight
+
+    def _fly(self, flight: _Flight) -> None:
+        try:
+            granted = self._fetch()
+        except BaseException as exc:
+            with self._lock:
+                now = time.monotonic()
+                cached = self._cached
+                if cached is not None and now < cached.expires_at:
+                    self._cached = self._policy.after_failed_refresh(cached, now)
+                    logger.warning(
+                        "refreshing the token failed; still using the current one: %s", exc
+                    )
+                self._flight = None
+            flight.finish(error=exc)
+        else:
+            with self._lock:
+                self._cached = self._policy.schedule(granted, time.monotonic())
+                self._flight = None
+            flight.finish(token=granted.access_token)
+
+    def _reset_after_fork(self) -> None:
+        # The fetching thread, if any, did not survive the fork, and the lock may
+        # have been held by it. The cached token is an immutable object that was
+        # either fully stored or not at all, so it stays.
+        self._lock = threading.Lock()
+        self._flight = None
+
+
+_live_sources: weakref.WeakSet[TokenSource] = weakref.WeakSet()
+
+
+def _reset_all_after_fork() -> None:
+    for source in list(_live_sources):
+        source._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_all_after_fork)

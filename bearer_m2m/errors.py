@@ -1,0 +1,66 @@
+"""The exceptions bearer_m2m raises.
+
+Every error derives from :class:`TokenError`, so one ``except`` clause covers the
+library. Messages are built only from the status code and the server's ``error``
+fields; the client secret and access tokens never reach them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "InsecureTransportError",
+    "InvalidTokenResponse",
+    "TokenEndpointUnavailable",
+    "TokenError",
+    "TokenRequestRejected",
+]
+
+
+class TokenError(Exception):
+    """Base class: no access token could be obtained or used.
+
+    ``status_code`` is the token endpoint's HTTP status when there was one;
+    ``error`` and ``error_description`` are the RFC 6749 section 5.2 fields of its
+    answer; ``retry_after`` is the delay in seconds the server asked for, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error: str | None = None,
+        error_description: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error = error
+        self.error_description = error_description
+        self.retry_after = retry_after
+
+
+class ConfigurationError(TokenError, ValueError):
+    """The client was constructed with settings that cannot work."""
+
+
+class InsecureTransportError(ConfigurationError):
+    """A secret or a token would travel over plain HTTP to a non-loopback host."""
+
+
+class TokenRequestRejected(TokenError):
+    """The token endpoint refused the request (``invalid_client``, ``access_denied``...).
+
+    Retrying cannot help: the credentials or the client's grants must change.
+    """
+
+
+class TokenEndpointUnavailable(TokenError):
+    """The token endpoint kept failing (429, 5xx, timeouts, dropped connections)
+    until the retry deadline ran out."""
+
+
+class InvalidTokenResponse(TokenError):
+    """The token endpoint answered something that is not a usable bearer token
+    (an HTML page, a body that is not JSON, no ``access_token``, another token type)."""
