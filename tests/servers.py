@@ -1,0 +1,152 @@
+"""Small loopback HTTP servers for tests that cross a real socket.
+
+``TokenServer`` plays a client-credentials token endpoint whose answers a test
+can script; ``ApiServer`` plays a protected API that accepts only the tokens
+the token server issued and not revoked. Both listen on 127.0.0.1, on a free
+port, in a background thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _Base:
+    def __init__(self) -> None:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                reply = owner.handle(self.command, self.path, dict(self.headers), body)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.drop:
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body)
+
+            do_GET = do_POST = do_PUT = _serve
+
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
+        self.port = self._httpd.server_address[1]
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def json_reply(payload: object, status: int = 200, **headers: str) -> Reply:
+    return Reply(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers})
+
+
+class TokenServer(_Base):
+    """A token endpoint at ``/oauth/token`` that issues ``tok-1``, ``tok-2``...
+
+    ``script`` holds replies for the next requests (a callable or a ``Reply``);
+    when it is empty a fresh token is issued with ``expires_in``.
+    """
+
+    def __init__(self, expires_in: float | None = 3600, delay: float = 0.0) -> None:
+        self.expires_in = expires_in
+        self.delay = delay
+        self.script: list[Reply] = []
+        self.requests: list[dict[str, str]] = []
+        self.issued: list[str] = []
+        self._serial = itertools.count(1)
+        self._lock = threading.Lock()
+        super().__init__()
+        self.token_url = f"{self.origin}/oauth/token"
+
+    @property
+    def count(self) -> int:
+        return len(self.requests)
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        with self._lock:
+            self.requests.append(dict(parse_qsl(body.decode())))
+            if self.script:
+                return self.script.pop(0)
+            token = f"tok-{next(self._serial)}"
+            self.issued.append(token)
+        payload: dict[str, object] = {"access_token": token, "token_type": "Bearer"}
+        if self.expires_in is not None:
+            payload["expires_in"] = self.expires_in
+        reply = json_reply(payload)
+        reply.delay = self.delay
+        return reply
+
+
+class ApiServer(_Base):
+    """A protected API: 200 for a token ``accepts`` approves, else 401.
+
+    ``/redirect-to?url=...`` answers 302 to that URL, for redirect tests.
+    """
+
+    def __init__(self, accepts: Callable[[str], bool]) -> None:
+        self.accepts = accepts
+        self.seen: list[tuple[str, str | None, bytes]] = []
+        self.unauthorized = 0
+        self._lock = threading.Lock()
+        super().__init__()
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        authorization = headers.get("Authorization")
+        with self._lock:
+            self.seen.append((path, authorization, body))
+        if path.startswith("/redirect-to?url="):
+            return Reply(302, headers={"Location": path.split("=", 1)[1]})
+        token = (authorization or "").removeprefix("Bearer ")
+        if authorization and self.accepts(token):
+            return Reply(200, b"ok", {"Content-Type": "text/plain"})
+        with self._lock:
+            self.unauthorized += 1
+        return Reply(401, b"", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+@contextmanager
+def serving(server: _Base) -> Iterator[_Base]:
+    try:
+        yield server
+    finally:
+        server.close()
