@@ -48,8 +48,11 @@ class _Flight:
 class TokenSource:
     """Hands out a valid access token, fetching one only when it must."""
 
-    def __init__(self, fetch: Fetch, policy: RefreshPolicy) -> None:
+    def __init__(
+        self, fetch: Fetch, policy: RefreshPolicy, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._fetch = fetch
+        self._clock = clock
         self._policy = policy
         self._cached: CachedToken | None = None
         self._flight: _Flight | None = None
@@ -64,7 +67,7 @@ class TokenSource:
         attribute and the clock, and takes no lock.
         """
         cached = self._cached
-        if cached is not None and time.monotonic() < cached.refresh_at:
+        if cached is not None and self._clock() < cached.refresh_at:
             return cached.access_token
         return None
 
@@ -116,7 +119,7 @@ class TokenSource:
             if cached is None or cached.access_token != rejected:
                 return True
             if self._flight is None:
-                now = time.monotonic()
+                now = self._clock()
                 if now - self._last_forced_refresh < self._policy.forced_refresh_interval:
                     logger.warning(
                         "token %s was rejected again within %.0f s of a forced refresh; "
@@ -135,7 +138,7 @@ class TokenSource:
         the flight to wait for. A token inside its refresh-ahead window is
         returned at once while a flight replaces it in the background."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             cached = self._cached
             if cached is not None and now < cached.expires_at:
                 if now >= cached.refresh_at and self._flight is None:
@@ -156,7 +159,7 @@ class TokenSource:
             granted = self._fetch()
         except BaseException as exc:
             with self._lock:
-                now = time.monotonic()
+                now = self._clock()
                 cached = self._cached
                 if cached is not None and now < cached.expires_at:
                     self._cached = self._policy.after_failed_refresh(cached, now)
@@ -167,7 +170,7 @@ class TokenSource:
             flight.finish(error=exc)
         else:
             with self._lock:
-                self._cached = self._policy.schedule(granted, time.monotonic())
+                self._cached = self._policy.schedule(granted, self._clock())
                 self._flight = None
             flight.finish(token=granted.access_token)
 

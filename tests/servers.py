@@ -77,7 +77,9 @@ class _Base:
 
 
 def json_reply(payload: object, status: int = 200, **headers: str) -> Reply:
-    return Reply(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers})
+    return Reply(
+        status, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers}
+    )
 
 
 class TokenServer(_Base):
@@ -91,6 +93,9 @@ class TokenServer(_Base):
         self.expires_in = expires_in
         self.delay = delay
         self.script: list[Reply] = []
+        #: Cleared by a test to hold every answer until it is set again.
+        self.gate = threading.Event()
+        self.gate.set()
         self.requests: list[dict[str, str]] = []
         self.issued: list[str] = []
         self._serial = itertools.count(1)
@@ -105,6 +110,8 @@ class TokenServer(_Base):
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         with self._lock:
             self.requests.append(dict(parse_qsl(body.decode())))
+        self.gate.wait(timeout=30)
+        with self._lock:
             if self.script:
                 return self.script.pop(0)
             token = f"tok-{next(self._serial)}"

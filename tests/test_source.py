@@ -1,0 +1,318 @@
+"""The token source's decisions, with a scripted fetch and a clock the test moves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import warnings
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+from bearer_m2m import TokenRequestRejected
+from bearer_m2m._policy import RefreshPolicy
+from bearer_m2m._source import TokenSource
+from bearer_m2m._tokens import GrantedToken
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Fetch:
+    """Issues ``t1``, ``t2``... living ``lifetime`` seconds; ``gate`` holds each answer."""
+
+    def __init__(self, lifetime: float = 100.0) -> None:
+        self.lifetime = lifetime
+        self.calls = 0
+        self.gate = threading.Event()
+        self.gate.set()
+        self.started = threading.Event()
+        self.fail_with: Exception | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> GrantedToken:
+        with self._lock:
+            self.calls += 1
+            serial = self.calls
+        self.started.set()
+        assert self.gate.wait(timeout=10)
+        if self.fail_with is not None:
+            raise self.fail_with
+        return GrantedToken(f"t{serial}", self.lifetime)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def fetch() -> Fetch:
+    return Fetch()
+
+
+@pytest.fixture
+def source(fetch: Fetch, clock: Clock) -> TokenSource:
+    # lifetime 100 s: refresh ahead from 80 s, treated as expired from 95 s
+    return TokenSource(fetch, RefreshPolicy(forced_refresh_interval=30), clock)
+
+
+def run_threads(n: int, target: object) -> list[object]:
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        value = target()  # type: ignore[operator]
+        with lock:
+            results.append(value)
+
+    threads = [threading.Thread(target=work) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    return results
+
+
+def wait_until_idle(source: TokenSource) -> None:
+    """Wait for a background refresh to store its result."""
+    for _ in range(1000):
+        if source._flight is None:
+            return
+        threading.Event().wait(0.005)
+    raise AssertionError("refresh did not finish")
+
+
+def test_one_token_serves_sequential_requests(
+    source: TokenSource, fetch: Fetch, clock: Clock
+) -> None:
+    tokens = set()
+    for _ in range(50):
+        tokens.add(source.token())
+        clock.now += 1.5  # 75 s in all: still before the refresh-ahead window
+    assert tokens == {"t1"} and fetch.calls == 1
+
+
+def test_cold_start_of_64_threads_makes_one_fetch(source: TokenSource, fetch: Fetch) -> None:
+    fetch.gate.clear()
+    releaser = threading.Timer(0.2, fetch.gate.set)
+    releaser.start()
+    results = run_threads(64, lambda: [source.token() for _ in range(10)])
+    assert fetch.calls == 1
+    assert {t for batch in results for t in batch} == {"t1"}  # type: ignore[attr-defined]
+    assert len(results) == 64
+
+
+def test_cold_start_of_1000_asyncio_tasks_makes_one_fetch(
+    source: TokenSource, fetch: Fetch
+) -> None:
+    fetch.gate.clear()
+    tokens: list[str] = []
+
+    async def main() -> None:
+        async def one() -> None:
+            tokens.append(await source.atoken())
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(1000):
+                tasks.start_soon(one)
+            await anyio.to_thread.run_sync(fetch.started.wait)
+            await anyio.sleep(0.05)
+            fetch.gate.set()
+
+    anyio.run(main, backend="asyncio")
+    assert fetch.calls == 1 and len(tokens) == 1000 and set(tokens) == {"t1"}
+
+
+def test_trio_tasks_share_the_flight_of_threads(source: TokenSource, fetch: Fetch) -> None:
+    fetch.gate.clear()
+    tokens: list[str] = []
+
+    async def main() -> None:
+        async def one() -> None:
+            tokens.append(await source.atoken())
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(200):
+                tasks.start_soon(one)
+            await anyio.to_thread.run_sync(fetch.started.wait)
+            fetch.gate.set()
+
+    thread_tokens: list[str] = []
+    waiter = threading.Thread(target=lambda: thread_tokens.append(source.token()))
+    waiter.start()
+    anyio.run(main, backend="trio")
+    waiter.join(timeout=10)
+    assert fetch.calls == 1 and set(tokens) | set(thread_tokens) == {"t1"}
+    assert len(tokens) == 200 and thread_tokens == ["t1"]
+
+
+def test_refresh_ahead_runs_once_in_the_background_while_callers_go_on(
+    source: TokenSource, fetch: Fetch, clock: Clock
+) -> None:
+    assert source.token() == "t1"
+    clock.now += 85  # inside the refresh-ahead window, token still valid
+    fetch.gate.clear()  # the refresh cannot finish until we say so
+    results = run_threads(16, lambda: [source.token() for _ in range(20)])
+    # every caller got the old token while the refresh was still held
+    assert {t for batch in results for t in batch} == {"t1"}  # type: ignore[attr-defined]
+    assert fetch.started.wait(5) and fetch.calls == 2
+    fetch.gate.set()
+    wait_until_idle(source)
+    assert source.token() == "t2" and fetch.calls == 2
+
+
+def test_refresh_ahead_from_async_callers_does_not_wait(
+    source: TokenSource, fetch: Fetch, clock: Clock
+) -> None:
+    source.token()
+    clock.now += 85
+    fetch.gate.clear()
+
+    async def main() -> list[str]:
+        return [await source.atoken() for _ in range(10)]
+
+    assert anyio.run(main) == ["t1"] * 10
+    fetch.gate.set()
+    wait_until_idle(source)
+    assert source.current() == "t2"
+
+
+def test_failed_refresh_keeps_the_valid_token_and_tries_again_later(
+    source: TokenSource, fetch: Fetch, clock: Clock
+) -> None:
+    source.token()
+    clock.now += 85
+    fetch.fail_with = TokenRequestRejected("HTTP 503")
+    assert source.token() == "t1"
+    wait_until_idle(source)
+    assert fetch.calls == 2
+    assert source.token() == "t1" and fetch.calls == 2  # backing off, not hammering
+    fetch.fail_with = None
+    clock.now += 5  # past the back-off, still before expiry at 95 s
+    assert source.token() == "t1"
+    wait_until_idle(source)
+    assert fetch.calls == 3 and source.token() == "t3"
+
+
+def test_an_expired_token_is_never_handed_out(
+    source: TokenSource, fetch: Fetch, clock: Clock
+) -> None:
+    source.token()
+    clock.now += 96  # past the expiry leeway
+    assert source.current() is None
+    assert source.token() == "t2"
+
+
+def test_a_failed_fetch_reaches_every_waiter_and_the_next_call_retries(
+    source: TokenSource, fetch: Fetch
+) -> None:
+    fetch.fail_with = TokenRequestRejected("invalid_client")
+    fetch.gate.clear()
+    threading.Timer(0.1, fetch.gate.set).start()
+
+    def attempt() -> object:
+        try:
+            return source.token()
+        except TokenRequestRejected as exc:
+            return exc
+
+    results = run_threads(8, attempt)
+    assert fetch.calls == 1 and all(isinstance(r, TokenRequestRejected) for r in results)
+    fetch.fail_with = None
+    assert source.token() == "t2"
+
+
+def test_concurrent_401s_on_one_token_cause_one_fetch(source: TokenSource, fetch: Fetch) -> None:
+    rejected = source.token()
+    fetch.gate.clear()
+    threading.Timer(0.1, fetch.gate.set).start()
+    results = run_threads(50, lambda: source.token_after_rejection(rejected))
+    assert results == ["t2"] * 50 and fetch.calls == 2
+
+
+def test_a_401_on_an_old_token_replays_with_the_current_one(
+    source: TokenSource, fetch: Fetch
+) -> None:
+    old = source.token()
+    source.invalidate()
+    current = source.token()
+    assert source.token_after_rejection(old) == current and fetch.calls == 2
+
+
+def test_quota_guard_bounds_forced_refreshes(
+    source: TokenSource, fetch: Fetch, clock: Clock
+) -> None:
+    token = source.token()
+    token = source.token_after_rejection(token)  # first 401: replaced
+    assert token == "t2"
+    for _ in range(1000):  # an API that rejects every token
+        assert source.token_after_rejection(token) is None
+        clock.now += 0.01
+    assert fetch.calls == 2
+    clock.now += 30  # after the interval one more forced refresh is allowed
+    assert source.token_after_rejection(token) == "t3"
+
+
+def test_async_rejection_path(source: TokenSource, fetch: Fetch) -> None:
+    async def main() -> tuple[str | None, str | None]:
+        first = await source.atoken()
+        second = await source.atoken_after_rejection(first)
+        assert second is not None
+        return second, await source.atoken_after_rejection(second)
+
+    assert anyio.run(main) == ("t2", None)
+
+
+def test_a_401_during_a_background_refresh_waits_for_that_refresh(
+    source: TokenSource, fetch: Fetch, clock: Clock
+) -> None:
+    rejected = source.token()
+    clock.now += 85
+    fetch.gate.clear()
+    assert source.token() == rejected  # starts the background refresh
+    threading.Timer(0.1, fetch.gate.set).start()
+    assert source.token_after_rejection(rejected) == "t2"
+    assert fetch.calls == 2
+
+
+@pytest.fixture
+def no_fork_warning() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded, fork()"
+        yield
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_is_not_stuck_on_the_parents_lock_or_flight(
+    source: TokenSource, fetch: Fetch, no_fork_warning: None
+) -> None:
+    parent = os.getpid()
+    fetch.gate.clear()  # the parent's fetch hangs until released
+    threading.Thread(target=source.token, daemon=True).start()
+    assert fetch.started.wait(5)
+    source._lock.acquire()  # and the lock is held at the moment of the fork
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        signal.alarm(5)  # a deadlock kills the child instead of hanging the suite
+        fetch.gate.set()  # the child's own fetches answer at once
+        try:
+            os.write(write_end, source.token().encode())
+        finally:
+            os._exit(0)
+    source._lock.release()
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    answer = os.read(read_end, 100).decode()
+    fetch.gate.set()
+    assert os.getpid() == parent
+    assert os.WIFEXITED(status), "the child was killed: it deadlocked"
+    assert answer == "t2"  # the child fetched its own token
