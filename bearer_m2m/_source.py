@@ -57,6 +57,7 @@ class TokenSource:
         self._cached: CachedToken | None = None
         self._flight: _Flight | None = None
         self._last_forced_refresh = -policy.forced_refresh_interval
+        self._quota_guard_warned = False
         self._lock = threading.Lock()
         _live_sources.add(self)
 
@@ -121,14 +122,17 @@ class TokenSource:
             if self._flight is None:
                 now = self._clock()
                 if now - self._last_forced_refresh < self._policy.forced_refresh_interval:
-                    logger.warning(
-                        "token %s was rejected again within %.0f s of a forced refresh; "
-                        "not fetching another (quota guard)",
-                        fingerprint(rejected),
-                        self._policy.forced_refresh_interval,
-                    )
+                    if not self._quota_guard_warned:  # once per interval, not per request
+                        self._quota_guard_warned = True
+                        logger.warning(
+                            "token %s was rejected again within %.0f s of a forced refresh; "
+                            "returning 401s without fetching new tokens (quota guard)",
+                            fingerprint(rejected),
+                            self._policy.forced_refresh_interval,
+                        )
                     return False
                 self._last_forced_refresh = now
+                self._quota_guard_warned = False
             logger.info("token %s was rejected with 401; replacing it", fingerprint(rejected))
             self._cached = None
             return True

@@ -29,7 +29,9 @@ def make(**overrides: object) -> ClientCredentialsAuth:
         ({"extra_params": {"n": 1}}, "strings"),
     ],
 )
-def test_misconfiguration_is_a_clear_typed_error(overrides: dict[str, object], message: str) -> None:
+def test_misconfiguration_is_a_clear_typed_error(
+    overrides: dict[str, object], message: str
+) -> None:
     with pytest.raises(ConfigurationError, match=message) as caught:
         make(**overrides)
     assert isinstance(caught.value, TokenError) and isinstance(caught.value, ValueError)

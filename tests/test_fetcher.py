@@ -110,13 +110,29 @@ def test_error_field_in_a_200_answer_is_a_rejection() -> None:
 @pytest.mark.parametrize(
     "reply, shape",
     [
-        ({"status_code": 200, "text": "<html>Login</html>", "headers": {"Content-Type": "text/html"}}, "text/html"),
-        ({"status_code": 404, "text": "<html>Not found</html>", "headers": {"Content-Type": "text/html"}}, "text/html"),
+        (
+            {
+                "status_code": 200,
+                "text": "<html>Login</html>",
+                "headers": {"Content-Type": "text/html"},
+            },
+            "text/html",
+        ),
+        (
+            {
+                "status_code": 404,
+                "text": "<html>Not found</html>",
+                "headers": {"Content-Type": "text/html"},
+            },
+            "text/html",
+        ),
         ({"status_code": 200, "text": ""}, "empty body"),
         ({"status_code": 200, "json": ["a", "list"]}, "JSON object"),
     ],
 )
-def test_answers_that_are_not_json_objects_are_typed_errors(reply: dict[str, object], shape: str) -> None:
+def test_answers_that_are_not_json_objects_are_typed_errors(
+    reply: dict[str, object], shape: str
+) -> None:
     with requests_mock.Mocker() as m:
         m.post(URL, **reply)
         with pytest.raises(InvalidTokenResponse, match=shape) as caught:
@@ -144,7 +160,10 @@ def test_unparseable_expiry_is_a_typed_error() -> None:
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
 def test_transient_failures_are_retried(status: int) -> None:
     with requests_mock.Mocker() as m:
-        m.post(URL, [{"status_code": status, "text": "busy"}, {"status_code": status, "json": {}}, GOOD])
+        m.post(
+            URL,
+            [{"status_code": status, "text": "busy"}, {"status_code": status, "json": {}}, GOOD],
+        )
         assert make().token() == "tok"
     assert m.call_count == 3
 
@@ -178,7 +197,12 @@ def test_retries_stop_at_the_deadline_with_the_last_error() -> None:
 
 def test_a_retry_after_beyond_the_deadline_gives_up_at_once() -> None:
     with requests_mock.Mocker() as m:
-        m.post(URL, status_code=429, headers={"Retry-After": "3600"}, json={"error": "too_many_requests"})
+        m.post(
+            URL,
+            status_code=429,
+            headers={"Retry-After": "3600"},
+            json={"error": "too_many_requests"},
+        )
         with pytest.raises(TokenEndpointUnavailable) as caught:
             make().token()
     assert m.call_count == 1

@@ -316,3 +316,14 @@ def test_a_forked_child_is_not_stuck_on_the_parents_lock_or_flight(
     assert os.getpid() == parent
     assert os.WIFEXITED(status), "the child was killed: it deadlocked"
     assert answer == "t2"  # the child fetched its own token
+
+
+def test_the_quota_guard_warns_once_per_interval(
+    source: TokenSource, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = source.token_after_rejection(source.token())
+    assert token is not None
+    with caplog.at_level("WARNING", logger="bearer_m2m"):
+        for _ in range(100):
+            source.token_after_rejection(token)
+    assert len([r for r in caplog.records if "quota guard" in r.getMessage()]) == 1

@@ -25,7 +25,12 @@ def test_token_type_is_case_insensitive(token_type: str) -> None:
 
 
 def test_numeric_string_expiry_is_accepted() -> None:
-    assert granted_token({"access_token": "a", "token_type": "Bearer", "expires_in": "3600"}).expires_in == 3600
+    assert (
+        granted_token(
+            {"access_token": "a", "token_type": "Bearer", "expires_in": "3600"}
+        ).expires_in
+        == 3600
+    )
 
 
 @pytest.mark.parametrize(
@@ -66,4 +71,6 @@ def test_fingerprint_is_short_stable_and_not_the_token() -> None:
     assert fingerprint("secret-token") == fingerprint("secret-token")
     assert fingerprint("secret-token") != fingerprint("other-token")
     assert len(fingerprint("secret-token")) == 8
-    assert "secret" not in repr(granted_token({"access_token": "secret-token", "token_type": "Bearer"}))
+    assert "secret" not in repr(
+        granted_token({"access_token": "secret-token", "token_type": "Bearer"})
+    )
