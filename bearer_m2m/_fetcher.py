@@ -120,6 +120,15 @@ class TokenFetcher:
             self._session, self._session_pid = session, os.getpid()
         return self._session
 
+    def _server_text(self, payload: dict[str, Any] | None, name: str) -> str | None:
+        """A field of the server's error answer, fit for a message: a server that
+        echoes the client secret gets it masked, and long texts are cut after that."""
+        value = payload.get(name) if payload else None
+        if value is None:
+            return None
+        text = str(value).replace(self._config.client_secret, "***")
+        return text[:_MAX_DESCRIPTION]
+
     def _check_response(self, response: requests.Response) -> requests.Response:
         """Turn anything but a successful JSON answer into a typed error.
 
@@ -128,10 +137,8 @@ class TokenFetcher:
         """
         status = response.status_code
         payload = _json_object(response)
-        error = _text(payload.get("error")) if payload else None
-        description = _text(payload.get("error_description")) if payload else None
-        if description and self._config.client_secret in description:
-            description = description.replace(self._config.client_secret, "***")
+        error = self._server_text(payload, "error")
+        description = self._server_text(payload, "error_description")
         details: dict[str, Any] = {
             "status_code": status,
             "error": error,
@@ -173,12 +180,6 @@ def _json_object(response: requests.Response) -> dict[str, Any] | None:
     except ValueError:
         return None
     return payload if isinstance(payload, dict) else None
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    return str(value)[:_MAX_DESCRIPTION]
 
 
 def _gave_up(

@@ -34,7 +34,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Base:
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,9 +63,9 @@ class _Base:
 
             do_GET = do_POST = do_PUT = _serve
 
-        self._httpd = _Server(("127.0.0.1", 0), Handler)
+        self._httpd = _Server((host, 0), Handler)
         self.port = self._httpd.server_address[1]
-        self.origin = f"http://127.0.0.1:{self.port}"
+        self.origin = f"http://{host}:{self.port}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
@@ -133,12 +133,12 @@ class ApiServer(_Base):
     ``/redirect-to?url=...`` answers 302 to that URL, for redirect tests.
     """
 
-    def __init__(self, accepts: Callable[[str], bool]) -> None:
+    def __init__(self, accepts: Callable[[str], bool], host: str = "127.0.0.1") -> None:
         self.accepts = accepts
         self.seen: list[tuple[str, str | None, bytes]] = []
         self.unauthorized = 0
         self._lock = threading.Lock()
-        super().__init__()
+        super().__init__(host)
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         authorization = headers.get("Authorization")
