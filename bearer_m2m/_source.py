@@ -14,35 +14,15 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import replace
 
-import anyio.to_thread
-
+from ._flight import Flight
 from ._policy import CachedToken, RefreshPolicy
 from ._tokens import GrantedToken, fingerprint
 
 logger = logging.getLogger("bearer_m2m")
 
 Fetch = Callable[[], GrantedToken]
-
-
-class _Flight:
-    """One token fetch, its outcome, and the event its waiters block on."""
-
-    def __init__(self) -> None:
-        self._done = threading.Event()
-        self._token: str | None = None
-        self._error: BaseException | None = None
-
-    def finish(self, token: str | None = None, error: BaseException | None = None) -> None:
-        self._token, self._error = token, error
-        self._done.set()
-
-    def wait(self) -> str:
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._token is not None
-        return self._token
 
 
 class TokenSource:
@@ -55,7 +35,7 @@ class TokenSource:
         self._clock = clock
         self._policy = policy
         self._cached: CachedToken | None = None
-        self._flight: _Flight | None = None
+        self._flight: Flight | None = None
         self._last_forced_refresh = -policy.forced_refresh_interval
         self._quota_guard_warned = False
         self._lock = threading.Lock()
@@ -85,9 +65,7 @@ class TokenSource:
         if token is not None:
             return token
         outcome = self._check_in()
-        if isinstance(outcome, str):
-            return outcome
-        return await anyio.to_thread.run_sync(outcome.wait, abandon_on_cancel=True)
+        return outcome if isinstance(outcome, str) else await outcome.wait_async()
 
     def token_after_rejection(self, rejected: str) -> str | None:
         """A token to replay with after ``rejected`` drew a 401, or ``None`` for no replay."""
@@ -137,7 +115,7 @@ class TokenSource:
             self._cached = None
             return True
 
-    def _check_in(self) -> str | _Flight:
+    def _check_in(self) -> str | Flight:
         """Decide, under the lock, what a caller gets: a token to use now, or
         the flight to wait for. A token inside its refresh-ahead window is
         returned at once while a flight replaces it in the background."""
@@ -147,18 +125,20 @@ class TokenSource:
             if cached is not None and now < cached.expires_at:
                 if now >= cached.refresh_at and self._flight is None:
                     self._take_off()
+                    # Until the refresh ends, callers take this token on the lock-free path.
+                    self._cached = replace(cached, refresh_at=cached.expires_at)
                 return cached.access_token
             return self._flight or self._take_off()
 
-    def _take_off(self) -> _Flight:
+    def _take_off(self) -> Flight:
         """Start a fetch in its own thread (called with the lock held)."""
-        flight = self._flight = _Flight()
+        flight = self._flight = Flight()
         threading.Thread(
             target=self._fly, args=(flight,), name="bearer_m2m-token-fetch", daemon=True
         ).start()
         return flight
 
-    def _fly(self, flight: _Flight) -> None:
+    def _fly(self, flight: Flight) -> None:
         try:
             granted = self._fetch()
         except BaseException as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from urllib.parse import urlsplit
 
@@ -19,8 +20,13 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=1024)
 def is_secure_url(url: str) -> bool:
-    """HTTPS anywhere, or plain HTTP to a loopback address."""
+    """HTTPS anywhere, or plain HTTP to a loopback address.
+
+    Cached: an API on plain-http loopback (tests, local development) would
+    otherwise parse every request's URL again.
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "https":

@@ -125,10 +125,42 @@ def test_cold_start_of_1000_asyncio_tasks_makes_one_fetch(
                 tasks.start_soon(one)
             await anyio.to_thread.run_sync(fetch.started.wait)
             await anyio.sleep(0.05)
+            # the 1000 waiting tasks hold one worker thread of anyio's pool, not all of it
+            threads_used.append(anyio.to_thread.current_default_thread_limiter().borrowed_tokens)
             fetch.gate.set()
 
+    threads_used: list[float] = []
     anyio.run(main, backend="asyncio")
     assert fetch.calls == 1 and len(tokens) == 1000 and set(tokens) == {"t1"}
+    assert threads_used == [1]
+
+
+def test_a_cancelled_waiter_hands_the_watch_to_the_others(
+    source: TokenSource, fetch: Fetch
+) -> None:
+    fetch.gate.clear()
+    tokens: list[str] = []
+    cancelled: list[bool] = []
+
+    async def main() -> None:
+        async def impatient() -> None:
+            with anyio.move_on_after(0.05) as scope:
+                await source.atoken()
+            cancelled.append(scope.cancelled_caught)
+
+        async def patient() -> None:
+            tokens.append(await source.atoken())
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(impatient)
+            await anyio.sleep(0.01)  # the impatient task is the loop's watcher
+            for _ in range(10):
+                tasks.start_soon(patient)
+            await anyio.sleep(0.1)
+            fetch.gate.set()
+
+    anyio.run(main)
+    assert cancelled == [True] and tokens == ["t1"] * 10 and fetch.calls == 1
 
 
 def test_trio_tasks_share_the_flight_of_threads(source: TokenSource, fetch: Fetch) -> None:
@@ -164,6 +196,7 @@ def test_refresh_ahead_runs_once_in_the_background_while_callers_go_on(
     # every caller got the old token while the refresh was still held
     assert {t for batch in results for t in batch} == {"t1"}  # type: ignore[attr-defined]
     assert fetch.started.wait(5) and fetch.calls == 2
+    assert source.current() == "t1"  # while the refresh runs, on the lock-free path
     fetch.gate.set()
     wait_until_idle(source)
     assert source.token() == "t2" and fetch.calls == 2
