@@ -124,9 +124,9 @@ class TokenSource:
             cached = self._cached
             if cached is not None and now < cached.expires_at:
                 if now >= cached.refresh_at and self._flight is None:
-                    self._take_off()
                     # Until the refresh ends, callers take this token on the lock-free path.
                     self._cached = replace(cached, refresh_at=cached.expires_at)
+                    self._take_off()
                 return cached.access_token
             return self._flight or self._take_off()
 

@@ -1,0 +1,415 @@
+"""Per-request cost of the auth object once a token is cached.
+
+Every contender first fetches a real token from a loopback ``TokenServer``
+(tests/servers.py); then only the header-setting step is timed, on fresh
+request objects built outside the timed loop:
+
+* requests: ``auth(prepared_request)``
+* httpx:    ``next(auth.sync_auth_flow(request))`` on a new generator each time
+
+Each contender is compared with a static-header auth measured in the same run
+(the floor). Figures are medians over several repeats; nothing is asserted.
+
+Run from the repository root::
+
+    python benchmarks/overhead.py            # 5 repeats x 20,000 calls
+    python benchmarks/overhead.py --quick    # 3 repeats x 5,000 calls
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import httpx  # noqa: E402
+import requests  # noqa: E402
+from requests.auth import AuthBase  # noqa: E402
+from requests.hooks import default_hooks  # noqa: E402
+
+from bearer_m2m import ClientCredentialsAuth  # noqa: E402
+from tests.servers import TokenServer  # noqa: E402
+
+#: What the API call would go to; https like production, so that no
+#: insecure-transport check runs. Nothing is ever sent there.
+API_URL = "https://api.example.com/v1/items?page=2"
+#: The same over plain http to a loopback host (dev/test set-ups).
+LOOPBACK_API_URL = "http://127.0.0.1:8080/v1/items?page=2"
+
+TARGET_REQUESTS_US = 1.0
+TARGET_HTTPX_US = 1.5
+
+CLIENT = {"client_id": "bench-client", "client_secret": "bench-secret"}
+
+
+# -- the floors -----------------------------------------------------------------
+
+
+class StaticRequestsAuth(AuthBase):
+    """The cheapest useful requests auth: a constant bearer header."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["Authorization"] = "Bearer x"
+        return r
+
+
+class StaticHttpxAuth(httpx.Auth):
+    """The idiomatic trivial httpx auth: ``auth_flow`` sets a constant header."""
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = "Bearer x"
+        yield request
+
+
+class StaticHttpxSyncFlowAuth(httpx.Auth):
+    """A leaner floor: overrides ``sync_auth_flow`` directly (one generator, not two),
+    the way bearer_m2m does."""
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = "Bearer x"
+        yield request
+
+
+# -- contenders -----------------------------------------------------------------
+
+
+@dataclass
+class Contender:
+    name: str
+    call: Callable[[Any], Any] | None = None  # one timed step on one fresh request
+    make_batch: Callable[[int], list[Any]] | None = None
+    note: str = ""
+    skipped: str = ""  # reason, when it could not be measured
+    is_floor: bool = False
+    #: False when its first call fetches no token (static auths, tokens fetched while
+    #: building the contender, a second row for an auth object already warmed up).
+    fetches_on_first_call: bool = True
+    alt_floor: bool = False  # a second, leaner floor also compared with
+    target_us: float | None = None
+    samples_ns: list[float] = field(default_factory=list)
+
+    @property
+    def median_ns(self) -> float:
+        return statistics.median(self.samples_ns)
+
+
+def requests_batch(url: str) -> Callable[[int], list[requests.PreparedRequest]]:
+    template = requests.Request("GET", url, headers={"Accept": "application/json"}).prepare()
+
+    def make(n: int) -> list[requests.PreparedRequest]:
+        batch = []
+        for _ in range(n):
+            p = template.copy()
+            p.hooks = default_hooks()  # copy() shares the hooks dict; give each its own
+            batch.append(p)
+        return batch
+
+    return make
+
+
+def httpx_batch(url: str) -> Callable[[int], list[httpx.Request]]:
+    def make(n: int) -> list[httpx.Request]:
+        return [httpx.Request("GET", url, headers={"Accept": "application/json"}) for _ in range(n)]
+
+    return make
+
+
+def httpx_step(auth: httpx.Auth) -> Callable[[httpx.Request], httpx.Request]:
+    def step(request: httpx.Request) -> httpx.Request:
+        return next(auth.sync_auth_flow(request))
+
+    return step
+
+
+def warm_up(contender: Contender, server: TokenServer) -> None:
+    """Fetch the contender's token (one real request to the token server) and
+    check that the header it sets is a bearer token."""
+    assert contender.call is not None and contender.make_batch is not None
+    before = server.count
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        request = contender.call(contender.make_batch(1)[0])
+        contender.call(contender.make_batch(1)[0])
+    fetched = server.count - before
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise RuntimeError(f"unexpected Authorization header {header[:20]!r}")
+    expected = 1 if contender.fetches_on_first_call and not contender.is_floor else 0
+    if fetched != expected:
+        contender.note += f" [warm-up made {fetched} token requests]"
+    for w in caught:
+        if issubclass(w.category, DeprecationWarning) or "Deprecat" in w.category.__name__:
+            contender.note += f" [{w.category.__name__} at first call]"
+
+
+def measure(contenders: list[Contender], repeats: int, iterations: int) -> None:
+    """Round-robin over the contenders so drift affects them all alike."""
+    live = [c for c in contenders if not c.skipped]
+    for _ in range(repeats):
+        for c in live:
+            assert c.call is not None and c.make_batch is not None
+            batch = c.make_batch(iterations)
+            call = c.call
+            gc.collect()
+            gc.disable()
+            try:
+                start = time.perf_counter_ns()
+                for item in batch:
+                    call(item)
+                elapsed = time.perf_counter_ns() - start
+            finally:
+                gc.enable()
+            c.samples_ns.append(elapsed / iterations)
+            del batch
+
+
+# -- building each family --------------------------------------------------------
+
+
+def quiet_import(fn: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """Run an import/constructor, returning what it made and the names of any
+    deprecation warnings it raised (which are kept off the console)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        made = fn()
+    names = sorted(
+        {
+            w.category.__name__
+            for w in caught
+            if issubclass(w.category, DeprecationWarning) or "Deprecat" in w.category.__name__
+        }
+    )
+    return made, names
+
+
+def requests_contenders(server: TokenServer) -> list[Contender]:
+    batch = requests_batch(API_URL)
+    floor = StaticRequestsAuth()
+    ours = ClientCredentialsAuth(server.token_url, **CLIENT)
+    out = [
+        Contender("static header (floor)", floor, batch, is_floor=True),
+        Contender("bearer_m2m ClientCredentialsAuth", ours, batch, target_us=TARGET_REQUESTS_US),
+        Contender(
+            "bearer_m2m, http://127.0.0.1 API url",
+            ours,
+            requests_batch(LOOPBACK_API_URL),
+            note="same auth object; loopback-http check runs on every call",
+            fetches_on_first_call=False,
+        ),
+    ]
+
+    try:
+        from requests_auth import OAuth2ClientCredentials as RAClientCredentials
+    except ImportError:
+        out.append(Contender("requests-auth OAuth2ClientCredentials", skipped="not installed"))
+    else:
+        ra = RAClientCredentials(server.token_url, **CLIENT)
+        out.append(Contender("requests-auth OAuth2ClientCredentials", ra, batch))
+
+    try:
+        from authlib.integrations.requests_client import OAuth2Session
+    except ImportError:
+        out.append(Contender("Authlib OAuth2Session.token_auth", skipped="not installed"))
+    else:
+
+        def make_session() -> Any:
+            session = OAuth2Session(token_endpoint=server.token_url, **CLIENT)
+            session.fetch_token(server.token_url, grant_type="client_credentials")
+            return session
+
+        session, deprecations = quiet_import(make_session)
+        c = Contender(
+            "Authlib OAuth2Session.token_auth",
+            session.token_auth,
+            batch,
+            note="token fetched via session.fetch_token()",
+            fetches_on_first_call=False,
+        )
+        if deprecations:
+            c.note += f" [{', '.join(deprecations)}; suppressed]"
+        out.append(c)
+    return out
+
+
+def httpx_contenders(server: TokenServer) -> list[Contender]:
+    batch = httpx_batch(API_URL)
+    ours = ClientCredentialsAuth(server.token_url, **CLIENT)
+    out = [
+        Contender(
+            "static header, auth_flow (floor)",
+            httpx_step(StaticHttpxAuth()),
+            batch,
+            is_floor=True,
+        ),
+        Contender(
+            "static header, sync_auth_flow",
+            httpx_step(StaticHttpxSyncFlowAuth()),
+            batch,
+            note="leaner floor: one generator, as bearer_m2m uses",
+            fetches_on_first_call=False,
+            alt_floor=True,
+        ),
+        Contender(
+            "bearer_m2m ClientCredentialsAuth",
+            httpx_step(ours),
+            batch,
+            target_us=TARGET_HTTPX_US,
+        ),
+        Contender(
+            "bearer_m2m, http://127.0.0.1 API url",
+            httpx_step(ours),
+            httpx_batch(LOOPBACK_API_URL),
+            note="same auth object; loopback-http check runs on every call",
+            fetches_on_first_call=False,
+        ),
+    ]
+
+    try:
+        from httpx_auth import OAuth2ClientCredentials as HAClientCredentials
+    except ImportError:
+        out.append(Contender("httpx-auth OAuth2ClientCredentials", skipped="not installed"))
+    else:
+        ha = HAClientCredentials(server.token_url, **CLIENT)
+        out.append(Contender("httpx-auth OAuth2ClientCredentials", httpx_step(ha), batch))
+
+    name = "Authlib httpx_client OAuth2Auth"
+    try:
+        (client_cls, deprecations) = quiet_import(_import_authlib_httpx)
+    except ImportError:
+        out.append(Contender(name, skipped="not installed"))
+    else:
+
+        def make_auth() -> Any:
+            client = client_cls(token_endpoint=server.token_url, **CLIENT)
+            client.fetch_token(server.token_url, grant_type="client_credentials")
+            client.close()
+            return client.token_auth
+
+        auth, more = quiet_import(make_auth)
+        deprecations = sorted(set(deprecations) | set(more))
+        c = Contender(
+            name,
+            httpx_step(auth),
+            batch,
+            note="static token: no expiry check on this path",
+            fetches_on_first_call=False,
+        )
+        if deprecations:
+            c.note += f" [{', '.join(deprecations)} on import; suppressed]"
+        out.append(c)
+    return out
+
+
+def _import_authlib_httpx() -> Any:
+    from authlib.integrations.httpx_client import OAuth2Client
+
+    return OAuth2Client
+
+
+# -- report ----------------------------------------------------------------------
+
+
+def fmt_us(ns: float) -> str:
+    return f"{ns / 1000:7.3f}"
+
+
+def report(title: str, contenders: list[Contender], fetched: int) -> None:
+    print(f"\n{title}")
+    floor = next(c for c in contenders if c.is_floor)
+    width = max(len(c.name) for c in contenders) + 2
+    head = (
+        f"  {'contender':<{width}}{'median µs':>10}{'min µs':>9}"
+        f"{'+µs over floor':>16}{'x floor':>9}"
+    )
+    print(head)
+    print("  " + "-" * (len(head) - 2))
+    for c in contenders:
+        if c.skipped:
+            print(f"  {c.name:<{width}}{'— ' + c.skipped}")
+            continue
+        med = c.median_ns
+        extra = med - floor.median_ns
+        line = (
+            f"  {c.name:<{width}}{fmt_us(med):>10}{fmt_us(min(c.samples_ns)):>9}"
+            f"{'—' if c.is_floor else f'{extra / 1000:+.3f}':>16}"
+            f"{med / floor.median_ns:>8.2f}x"
+        )
+        if c.target_us is not None:
+            verdict = "met" if extra / 1000 <= c.target_us else "MISSED"
+            line += f"   target ≤ {c.target_us:.1f} µs over floor: {verdict}"
+        print(line)
+        alt = next((a for a in contenders if a.alt_floor and a.samples_ns), None)
+        if c.target_us is not None and alt is not None:
+            print(
+                f"  {'':<{width}}  ↳ vs the leaner floor ({alt.name}): "
+                f"{(med - alt.median_ns) / 1000:+.3f} µs, {med / alt.median_ns:.2f}x"
+            )
+        if c.note:
+            print(f"  {'':<{width}}  ↳ {c.note.strip()}")
+    print(f"  token requests made during the timed loops: {fetched}")
+
+
+def run_family(
+    title: str,
+    build: Callable[[TokenServer], list[Contender]],
+    repeats: int,
+    iterations: int,
+) -> None:
+    server = TokenServer()
+    try:
+        contenders = build(server)
+        for c in contenders:
+            if c.skipped:
+                continue
+            try:
+                warm_up(c, server)
+            except Exception as exc:
+                c.skipped = f"skipped: warm-up failed ({type(exc).__name__}: {exc})"[:120]
+        before = server.count
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            measure(contenders, repeats, iterations)
+        report(title, contenders, server.count - before)
+    finally:
+        server.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 repeats x 5,000 calls")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--iterations", type=int, default=None)
+    args = parser.parse_args()
+    repeats = args.repeats or (3 if args.quick else 5)
+    iterations = args.iterations or (5_000 if args.quick else 20_000)
+
+    print(
+        f"bearer_m2m overhead on the cached-token path — Python {sys.version.split()[0]}, "
+        f"requests {requests.__version__}, httpx {httpx.__version__}"
+    )
+    print(
+        f"median of {repeats} repeats x {iterations:,} calls; per call, on a fresh request; "
+        f"gc disabled while timing; API url {API_URL}"
+    )
+    started = time.perf_counter()
+    run_family("requests: auth(prepared_request)", requests_contenders, repeats, iterations)
+    run_family("httpx: next(auth.sync_auth_flow(request))", httpx_contenders, repeats, iterations)
+    print(f"\ntotal run time {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
