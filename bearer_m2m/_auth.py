@@ -103,7 +103,8 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
     # -- requests ---------------------------------------------------------------
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        self._check_destination(request.url or "")
+        url = request.url or ""
+        self._check_destination(url.startswith("https://"), url)
         request.headers["Authorization"] = _BEARER + self._source.token()
         request.hooks["response"].append(self._replay_on_401)
         return request
@@ -134,7 +135,7 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        self._check_destination(str(request.url))
+        self._check_destination(request.url.scheme == "https", request.url)
         sent = self._source.token()
         response = yield _authorized(request, sent)
         if _replayable(request, response, sent):
@@ -145,7 +146,7 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        self._check_destination(str(request.url))
+        self._check_destination(request.url.scheme == "https", request.url)
         sent = await self._source.atoken()
         response = yield _authorized(request, sent)
         if _replayable(request, response, sent):
@@ -155,9 +156,14 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
 
     # -- shared -----------------------------------------------------------------
 
-    def _check_destination(self, url: str) -> None:
-        if not (self._allow_insecure_http or url.startswith("https://")):
-            require_secure_url(url, "the access token")
+    def _check_destination(self, is_https: bool, url: str | httpx.URL) -> None:
+        """Refuse to send the token over plain http, loopback hosts excepted.
+
+        Callers test for https themselves, the cheap way for their URL type, so
+        the usual request skips URL parsing altogether.
+        """
+        if not (is_https or self._allow_insecure_http):
+            require_secure_url(str(url), "the access token")
 
 
 def _sent_token(status_code: int, authorization: str | None) -> str | None:
