@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 from collections.abc import Iterator
 
 import requests
@@ -107,3 +109,54 @@ def test_a_401_without_our_token_is_returned_untouched() -> None:
             response = session.send(strip_authorization(prepared))
     assert response.status_code == 401 and not response.history
     assert tokens.call_count == 1
+
+
+def test_64_threads_at_a_cold_start_make_one_token_request(  # type: ignore[no-untyped-def]
+    make_auth, token_server: TokenServer, api_server: ApiServer
+) -> None:
+    token_server.delay = 0.1  # a slow endpoint makes the race real
+    auth = make_auth()
+    statuses: list[int] = []
+
+    def work() -> None:
+        with requests.Session() as session:
+            session.auth = auth
+            statuses.extend(session.get(f"{api_server.origin}/t").status_code for _ in range(10))
+
+    threads = [threading.Thread(target=work) for _ in range(64)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert statuses == [200] * 640
+    assert token_server.count == 1
+
+
+def test_refresh_ahead_over_sockets_does_not_make_requests_wait(  # type: ignore[no-untyped-def]
+    make_auth, token_server: TokenServer, api_server: ApiServer
+) -> None:
+    token_server.expires_in = 2  # refreshed from 1.6 s, treated as expired from 1.9 s
+    auth = make_auth()
+    with requests.Session() as session:
+        session.auth = auth
+        assert session.get(f"{api_server.origin}/t").status_code == 200
+        time.sleep(1.65)
+        token_server.gate.clear()  # the refresh cannot complete until released
+        try:
+            # these requests run while the refresh is held: they use tok-1 without waiting
+            seen = [
+                session.get(f"{api_server.origin}/t").request.headers["Authorization"]
+                for _ in range(5)
+            ]
+            assert seen == ["Bearer tok-1"] * 5
+            assert token_server.count == 2  # the refresh is under way, once
+        finally:
+            token_server.gate.set()
+        for _ in range(100):
+            if auth.token() == "tok-2":
+                break
+            time.sleep(0.01)
+        assert (
+            session.get(f"{api_server.origin}/t").request.headers["Authorization"] == "Bearer tok-2"
+        )
+    assert token_server.count == 2
