@@ -23,6 +23,7 @@ from ._source import TokenSource
 from ._transport import require_secure_url
 
 _BEARER = "Bearer "
+_SHOWN_FIELDS = ("audience", "organization", "scope", "resource")
 
 
 class ClientCredentialsAuth(AuthBase, httpx.Auth):
@@ -76,13 +77,21 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
             default_lifetime=default_lifetime,
             forced_refresh_interval=forced_refresh_interval,
         )
-        fetcher = TokenFetcher(self._config, retry or RetryPolicy())
-        self._source = TokenSource(fetcher.fetch, policy)
+        retry = retry or RetryPolicy()
+        fetcher = TokenFetcher(self._config, retry)
+        # No caller waits longer than one fetch may take, retries included.
+        self._source = TokenSource(
+            fetcher.fetch, policy, wait_limit=retry.deadline + self._config.timeout + 1.0
+        )
         self._allow_insecure_http = allow_insecure_http
 
     def __repr__(self) -> str:
         config = self._config
-        shown = {"token_url": config.token_url, "client_id": config.client_id, **config.form}
+        shown: dict[str, object] = {"token_url": config.token_url, "client_id": config.client_id}
+        shown.update((name, config.form[name]) for name in _SHOWN_FIELDS if name in config.form)
+        extras = sorted(set(config.form) - set(_SHOWN_FIELDS))
+        if extras:  # their values could be anything, secrets included: names only
+            shown["extra_params"] = extras
         fields = ", ".join(f"{name}={value!r}" for name, value in shown.items())
         return f"{type(self).__name__}({fields})"
 
@@ -104,7 +113,8 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         url = request.url or ""
-        self._check_destination(url.startswith("https://"), url)
+        if not url.startswith("https://"):
+            self._check_plain_http(url)
         request.headers["Authorization"] = _BEARER + self._source.token()
         request.hooks["response"].append(self._replay_on_401)
         return request
@@ -135,35 +145,37 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        self._check_destination(request.url.scheme == "https", request.url)
+        if request.url.scheme != "https":
+            self._check_plain_http(str(request.url))
         sent = self._source.token()
         response = yield _authorized(request, sent)
         if _replayable(request, response, sent):
             token = self._source.token_after_rejection(sent)
             if token is not None:
-                yield _authorized(request, token)
+                yield _replay(request, response, token)
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        self._check_destination(request.url.scheme == "https", request.url)
+        if request.url.scheme != "https":
+            self._check_plain_http(str(request.url))
         sent = await self._source.atoken()
         response = yield _authorized(request, sent)
         if _replayable(request, response, sent):
             token = await self._source.atoken_after_rejection(sent)
             if token is not None:
-                yield _authorized(request, token)
+                yield _replay(request, response, token)
 
     # -- shared -----------------------------------------------------------------
 
-    def _check_destination(self, is_https: bool, url: str | httpx.URL) -> None:
+    def _check_plain_http(self, url: str) -> None:
         """Refuse to send the token over plain http, loopback hosts excepted.
 
-        Callers test for https themselves, the cheap way for their URL type, so
-        the usual request skips URL parsing altogether.
+        Callers rule out https first, the cheap way for their URL type, so the
+        usual request never parses its URL.
         """
-        if not (is_https or self._allow_insecure_http):
-            require_secure_url(str(url), "the access token")
+        if not self._allow_insecure_http:
+            require_secure_url(url, "the access token")
 
 
 def _sent_token(status_code: int, authorization: str | None) -> str | None:
@@ -192,6 +204,13 @@ def _rewind(request: requests.PreparedRequest) -> bool:
 def _authorized(request: httpx.Request, token: str) -> httpx.Request:
     request.headers["Authorization"] = _BEARER + token
     return request
+
+
+def _replay(request: httpx.Request, response: httpx.Response, token: str) -> httpx.Request:
+    """The request again, with a new token and any cookies the 401 set (as httpx's DigestAuth)."""
+    if response.cookies:
+        httpx.Cookies(response.cookies).set_cookie_header(request)
+    return _authorized(request, token)
 
 
 def _replayable(request: httpx.Request, response: httpx.Response, sent: str) -> bool:

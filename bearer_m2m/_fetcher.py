@@ -6,13 +6,14 @@ own automatic re-fetch is never used (it drops ``audience``, authlib#783).
 
 from __future__ import annotations
 
+import base64
 import itertools
 import logging
 import os
 import random
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session
@@ -84,16 +85,23 @@ class TokenFetcher:
         try:
             payload = self._session_for_this_process().fetch_token(
                 config.token_url,
+                # Our fields go in the body, never as keywords, so that no field
+                # name can steer Authlib (``method``, ``timeout``, ``headers``...).
+                body=urlencode(config.form),
                 grant_type="client_credentials",
                 timeout=timeout,
                 verify=config.verify,
                 cert=config.cert,
                 # A redirect would carry the secret somewhere the user did not name.
                 allow_redirects=False,
-                **config.form,
             )
         except TokenError:
             raise
+        except requests.exceptions.SSLError as exc:
+            # Retrying cannot fix a certificate that fails verification.
+            raise TokenError(
+                f"TLS with the token endpoint {self._host} failed; check verify= and cert="
+            ) from exc
         except (
             requests.ConnectionError,
             requests.Timeout,
@@ -101,6 +109,10 @@ class TokenFetcher:
         ) as exc:
             raise TokenEndpointUnavailable(
                 f"token endpoint {self._host} unreachable ({type(exc).__name__})"
+            ) from exc
+        except (requests.RequestException, OSError) as exc:
+            raise TokenError(
+                f"token request to {self._host} failed ({type(exc).__name__})"
             ) from exc
         except ValueError as exc:
             raise InvalidTokenResponse(
@@ -116,6 +128,7 @@ class TokenFetcher:
                 client_secret=config.client_secret,
                 token_endpoint_auth_method=config.auth_method,
             )
+            session.register_client_auth_method(("client_secret_basic", _form_encoded_basic))
             session.register_compliance_hook("access_token_response", self._check_response)
             self._session, self._session_pid = session, os.getpid()
         return self._session
@@ -172,6 +185,23 @@ class TokenFetcher:
                 f"token endpoint refused the request: HTTP {status}{said}", **details
             )
         return response
+
+
+def _form_encoded_basic(
+    client: Any, method: str, uri: str, headers: dict[str, str], body: str
+) -> tuple[str, dict[str, str], str]:
+    """HTTP Basic client authentication as RFC 6749 section 2.3.1 has it.
+
+    The client id and secret are form-encoded before they are joined and
+    base64-encoded; servers that follow the RFC (django-oauth-toolkit among
+    them) decode them, so a secret with ``+`` or ``%`` would fail otherwise.
+    Authlib sends them raw (its fix, authlib#594, was reverted). Generated
+    secrets, Auth0's included, use unreserved characters that encoding leaves
+    as they are.
+    """
+    credentials = f"{quote_plus(client.client_id)}:{quote_plus(client.client_secret)}"
+    headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+    return uri, headers, body
 
 
 def _json_object(response: requests.Response) -> dict[str, Any] | None:

@@ -8,7 +8,9 @@ thread, not anyio's whole thread pool.
 
 from __future__ import annotations
 
+import copy
 import threading
+import time
 
 import anyio
 import anyio.lowlevel
@@ -33,28 +35,44 @@ class Flight:
         self._done.set()
 
     def result(self) -> str:
-        """The token, or the fetch's error raised again. Only once finished."""
-        if self._error is not None:
-            raise self._error
+        """The token, or the fetch's error. Only once finished.
+
+        Each waiter raises its own copy of the error, so that concurrent waiters
+        do not pile their tracebacks onto one shared exception object.
+        """
+        error = self._error
+        if error is not None:
+            own = copy.copy(error)
+            own.__cause__ = error.__cause__
+            raise own.with_traceback(None)
         assert self._token is not None
         return self._token
 
-    def wait(self) -> str:
-        self._done.wait()
+    def wait(self, timeout: float) -> str:
+        """The token, once the fetch ends; :class:`TimeoutError` after ``timeout`` s."""
+        if not self._done.wait(timeout):
+            raise TimeoutError
         return self.result()
 
-    async def wait_async(self) -> str:
+    async def wait_async(self, timeout: float) -> str:
+        """Like :meth:`wait`, without blocking the event loop."""
+        deadline = time.monotonic() + timeout
         watches = _watches_of_this_loop()
         while not self._done.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
             watch = watches.get(self)
             if watch is not None:
-                await watch.wait()
+                with anyio.move_on_after(remaining):
+                    await watch.wait()
                 continue
-            # This task watches for the whole loop; if it is cancelled, the
-            # others wake up and one of them takes over.
+            # This task watches for the whole loop. If it is cancelled, its
+            # worker thread stays blocked until the fetch ends (threads cannot be
+            # interrupted), and the other tasks wake up for one of them to take over.
             watch = watches[self] = anyio.Event()
             try:
-                await anyio.to_thread.run_sync(self._done.wait, abandon_on_cancel=True)
+                await anyio.to_thread.run_sync(self._done.wait, remaining, abandon_on_cancel=True)
             finally:
                 del watches[self]
                 watch.set()

@@ -6,12 +6,14 @@ fetcher ask these questions, so each rule is written once.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 
 from ._tokens import GrantedToken
+from .errors import ConfigurationError
 
 #: Margins never exceed these fractions of a token's lifetime, so that a token
 #: living 3 s is not refreshed on every request while a day-long one is
@@ -53,6 +55,10 @@ class RefreshPolicy:
     default_lifetime: float = 3600.0
     forced_refresh_interval: float = 30.0
 
+    def __post_init__(self) -> None:
+        _require_seconds(self, "refresh_ahead", "expiry_leeway", "forced_refresh_interval")
+        _require_seconds(self, "default_lifetime", positive=True)
+
     def schedule(self, granted: GrantedToken, now: float) -> CachedToken:
         lifetime = self.default_lifetime if granted.expires_in is None else granted.expires_in
         leeway = min(self.expiry_leeway, lifetime * LEEWAY_FRACTION)
@@ -86,11 +92,24 @@ class RetryPolicy:
     initial_backoff: float = 0.5
     max_backoff: float = 8.0
 
+    def __post_init__(self) -> None:
+        _require_seconds(self, "deadline", "initial_backoff", "max_backoff")
+
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before retry number ``attempt + 1``."""
         ceiling = min(self.max_backoff, self.initial_backoff * 2.0**attempt)
         backoff = ceiling / 2 + rng.uniform(0, ceiling / 2)
         return max(backoff, retry_after or 0.0)
+
+
+def _require_seconds(settings: object, *names: str, positive: bool = False) -> None:
+    """A margin of NaN, infinity or a negative number would quietly disable a rule."""
+    for name in names:
+        value = getattr(settings, name)
+        ok = isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+        if not ok or (positive and value == 0):
+            wanted = "a positive" if positive else "a non-negative"
+            raise ConfigurationError(f"{name} must be {wanted}, finite number of seconds")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

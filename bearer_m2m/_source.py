@@ -19,6 +19,7 @@ from dataclasses import replace
 from ._flight import Flight
 from ._policy import CachedToken, RefreshPolicy
 from ._tokens import GrantedToken, fingerprint
+from .errors import TokenEndpointUnavailable, TokenError
 
 logger = logging.getLogger("bearer_m2m")
 
@@ -29,11 +30,17 @@ class TokenSource:
     """Hands out a valid access token, fetching one only when it must."""
 
     def __init__(
-        self, fetch: Fetch, policy: RefreshPolicy, clock: Callable[[], float] = time.monotonic
+        self,
+        fetch: Fetch,
+        policy: RefreshPolicy,
+        *,
+        wait_limit: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
-        self._clock = clock
         self._policy = policy
+        self._wait_limit = wait_limit
+        self._clock = clock
         self._cached: CachedToken | None = None
         self._flight: Flight | None = None
         self._last_forced_refresh = -policy.forced_refresh_interval
@@ -58,26 +65,48 @@ class TokenSource:
         if token is not None:
             return token
         outcome = self._check_in()
-        return outcome if isinstance(outcome, str) else outcome.wait()
+        if isinstance(outcome, str):
+            return outcome
+        try:
+            return outcome.wait(self._wait_limit)
+        except TimeoutError:
+            raise self._give_up_on(outcome) from None
 
     async def atoken(self) -> str:
         token = self.current()
         if token is not None:
             return token
         outcome = self._check_in()
-        return outcome if isinstance(outcome, str) else await outcome.wait_async()
+        if isinstance(outcome, str):
+            return outcome
+        try:
+            return await outcome.wait_async(self._wait_limit)
+        except TimeoutError:
+            raise self._give_up_on(outcome) from None
 
     def token_after_rejection(self, rejected: str) -> str | None:
-        """A token to replay with after ``rejected`` drew a 401, or ``None`` for no replay."""
+        """A token to replay with after ``rejected`` drew a 401, or ``None`` for no replay.
+
+        When no new token can be had, the caller gets the API's 401 rather than
+        our error; the next request raises it.
+        """
         if not self._drop_rejected(rejected):
             return None
-        token = self.token()
+        try:
+            token = self.token()
+        except TokenError as exc:
+            _log_no_replacement(exc)
+            return None
         return None if token == rejected else token
 
     async def atoken_after_rejection(self, rejected: str) -> str | None:
         if not self._drop_rejected(rejected):
             return None
-        token = await self.atoken()
+        try:
+            token = await self.atoken()
+        except TokenError as exc:
+            _log_no_replacement(exc)
+            return None
         return None if token == rejected else token
 
     def invalidate(self) -> None:
@@ -139,31 +168,55 @@ class TokenSource:
         return flight
 
     def _fly(self, flight: Flight) -> None:
+        # BaseException too: whatever ends the fetch must reach the waiters,
+        # or they would wait for nothing.
         try:
             granted = self._fetch()
         except BaseException as exc:
             with self._lock:
-                now = self._clock()
-                cached = self._cached
-                if cached is not None and now < cached.expires_at:
-                    self._cached = self._policy.after_failed_refresh(cached, now)
-                    logger.warning(
-                        "refreshing the token failed; still using the current one: %s", exc
-                    )
-                self._flight = None
+                if self._flight is flight:
+                    self._flight = None
+                    now = self._clock()
+                    cached = self._cached
+                    if cached is not None and now < cached.expires_at:
+                        self._cached = self._policy.after_failed_refresh(cached, now)
+                        logger.warning(
+                            "refreshing the token failed; still using the current one: %s", exc
+                        )
             flight.finish(error=exc)
         else:
             with self._lock:
-                self._cached = self._policy.schedule(granted, self._clock())
-                self._flight = None
+                if self._flight is flight:  # not abandoned meanwhile
+                    self._cached = self._policy.schedule(granted, self._clock())
+                    self._flight = None
             flight.finish(token=granted.access_token)
+
+    def _give_up_on(self, flight: Flight) -> TokenEndpointUnavailable:
+        """Abandon a fetch that outlived every timeout (a server that drips its
+        answer byte by byte defeats per-read timeouts), so the next caller starts
+        a fresh one instead of joining it."""
+        with self._lock:
+            if self._flight is flight:
+                self._flight = None
+        return TokenEndpointUnavailable(
+            f"no token within {self._wait_limit:.0f} s: the token endpoint is not answering"
+        )
 
     def _reset_after_fork(self) -> None:
         # The fetching thread, if any, did not survive the fork, and the lock may
         # have been held by it. The cached token is an immutable object that was
-        # either fully stored or not at all, so it stays.
+        # either fully stored or not at all, so it stays; if it was being
+        # refreshed, the child refreshes it again.
         self._lock = threading.Lock()
-        self._flight = None
+        if self._flight is not None:
+            self._flight = None
+            cached = self._cached
+            if cached is not None:
+                self._cached = replace(cached, refresh_at=min(cached.refresh_at, self._clock()))
+
+
+def _log_no_replacement(error: TokenError) -> None:
+    logger.warning("no new token after a 401; returning the 401: %s", error)
 
 
 _live_sources: weakref.WeakSet[TokenSource] = weakref.WeakSet()

@@ -10,9 +10,13 @@ from .errors import InsecureTransportError
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ``::1``: traffic that never leaves the machine."""
+    """True for ``localhost``, 127.0.0.0/8 and ``::1``: traffic that never leaves the machine.
+
+    (Plain http to these still goes through a proxy named in ``HTTP_PROXY``
+    unless ``NO_PROXY`` lists them: the usual setting, but worth knowing.)
+    """
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

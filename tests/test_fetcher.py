@@ -14,6 +14,7 @@ from bearer_m2m import (
     InvalidTokenResponse,
     RetryPolicy,
     TokenEndpointUnavailable,
+    TokenError,
     TokenRequestRejected,
 )
 from tests.conftest import FAST_RETRY
@@ -71,8 +72,8 @@ def test_client_secret_basic_uses_the_authorization_header() -> None:
         m.post(URL, **GOOD)
         auth.token()
     header = m.request_history[0].headers["Authorization"]
-    # Authlib sends the credentials as they are (no RFC 6749 2.3.1 form-encoding).
-    assert base64.b64decode(header.removeprefix("Basic ")).decode() == "cid:p@ss:word"
+    # form-encoded first, as RFC 6749 section 2.3.1 says
+    assert base64.b64decode(header.removeprefix("Basic ")).decode() == "cid:p%40ss%3Aword"
     form = sent_form(m)
     assert "client_secret" not in form
     assert form["resource"] == "https://api.example/v2"
@@ -207,3 +208,29 @@ def test_a_retry_after_beyond_the_deadline_gives_up_at_once() -> None:
             make().token()
     assert m.call_count == 1
     assert caught.value.retry_after == 3600
+
+
+def test_extra_params_cannot_steer_authlib() -> None:
+    # names that are also keywords of Authlib's fetch_token or of requests
+    extras = {"method": "GET", "timeout": "5", "headers": "x", "state": "s", "json": "j"}
+    with requests_mock.Mocker() as m:
+        m.post(URL, **GOOD)
+        assert make(extra_params=extras).token() == "tok"
+    assert m.request_history[0].method == "POST"
+    assert {k: sent_form(m)[k] for k in extras} == extras
+
+
+def test_tls_failures_are_not_retried() -> None:
+    with requests_mock.Mocker() as m:
+        m.post(URL, exc=requests.exceptions.SSLError("certificate verify failed"))
+        with pytest.raises(TokenError, match="TLS") as caught:
+            make().token()
+    assert m.call_count == 1
+    assert not isinstance(caught.value, TokenEndpointUnavailable)
+
+
+def test_other_transport_errors_are_typed() -> None:
+    with requests_mock.Mocker() as m:
+        m.post(URL, exc=requests.exceptions.ContentDecodingError("bad gzip"))
+        with pytest.raises(TokenError, match="ContentDecodingError"):
+            make().token()

@@ -6,13 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
+import pytest
 import requests
 import requests_mock
 import trio
 
-from bearer_m2m import ClientCredentialsAuth
+from bearer_m2m import ClientCredentialsAuth, TokenRequestRejected
 from tests.conftest import FAST_RETRY
-from tests.servers import ApiServer, TokenServer
+from tests.servers import ApiServer, TokenServer, json_reply
 
 
 def test_client_sends_and_reuses_the_token(
@@ -147,3 +148,54 @@ def test_an_api_that_rejects_every_token_cannot_burn_the_quota() -> None:
         with httpx.Client(auth=auth, transport=httpx.MockTransport(always_401)) as client:
             statuses = {client.get("https://api.example/x").status_code for _ in range(1000)}
     assert statuses == {401} and tokens.call_count == 2 and api_calls == 1001
+
+
+def test_the_replay_carries_cookies_the_401_set() -> None:
+    auth = ClientCredentialsAuth("https://t.example/token", client_id="c", client_secret="s")
+    seen: list[str | None] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Cookie"))
+        if len(seen) == 1:
+            return httpx.Response(401, headers={"Set-Cookie": "lb=node7; Path=/"})
+        return httpx.Response(200)
+
+    with requests_mock.Mocker() as m:
+        m.post(
+            "https://t.example/token",
+            json=lambda request, context: {
+                "access_token": f"t{m.call_count}",
+                "token_type": "Bearer",
+            },
+        )
+        with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+            assert client.get("https://api.example/x").status_code == 200
+    assert seen == [None, "lb=node7"]
+
+
+def test_when_no_new_token_can_be_had_the_401_is_returned(  # type: ignore[no-untyped-def]
+    make_auth, token_server: TokenServer, api_server: ApiServer
+) -> None:
+    url = f"{api_server.origin}/things"
+
+    def revoke_token_and_client() -> None:
+        token_server.issued.clear()
+        for _ in range(2):
+            token_server.script.append(json_reply({"error": "invalid_client"}, status=401))
+
+    async def from_async(auth: ClientCredentialsAuth) -> list[int]:
+        async with httpx.AsyncClient(auth=auth) as client:
+            statuses = [(await client.get(url)).status_code]
+            revoke_token_and_client()
+            statuses.append((await client.get(url)).status_code)
+            with pytest.raises(TokenRequestRejected):
+                await client.get(url)  # the next request raises the error
+            return statuses
+
+    with httpx.Client(auth=make_auth()) as client:
+        assert client.get(url).status_code == 200
+        revoke_token_and_client()
+        assert client.get(url).status_code == 401
+        with pytest.raises(TokenRequestRejected):
+            client.get(url)
+    assert asyncio.run(from_async(make_auth())) == [200, 401]

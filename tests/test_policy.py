@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
 
+from bearer_m2m import ConfigurationError
 from bearer_m2m._policy import RefreshPolicy, RetryPolicy, parse_retry_after
 from bearer_m2m._tokens import GrantedToken
 
@@ -70,3 +72,19 @@ def test_parse_retry_after() -> None:
     date = format_datetime(now + timedelta(seconds=30), usegmt=True)
     assert parse_retry_after(date, now=now.timestamp()) == pytest.approx(30)
     assert parse_retry_after("Mon, 01 Jan 2001 00:00:00", now=now.timestamp()) is None
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RefreshPolicy(expiry_leeway=-30),
+        lambda: RefreshPolicy(refresh_ahead=float("nan")),
+        lambda: RefreshPolicy(default_lifetime=0),
+        lambda: RefreshPolicy(forced_refresh_interval=float("inf")),
+        lambda: RetryPolicy(deadline=-1),
+        lambda: RetryPolicy(max_backoff="8"),
+    ],
+)
+def test_tunables_must_be_finite_non_negative_seconds(make: Callable[[], object]) -> None:
+    with pytest.raises(ConfigurationError, match="finite number of seconds"):
+        make()

@@ -7,11 +7,12 @@ import threading
 import time
 from collections.abc import Iterator
 
+import pytest
 import requests
 import requests_mock
 
-from bearer_m2m import ClientCredentialsAuth
-from tests.servers import ApiServer, TokenServer
+from bearer_m2m import ClientCredentialsAuth, TokenRequestRejected
+from tests.servers import ApiServer, TokenServer, json_reply
 
 
 def test_requests_get_sends_the_bearer_token(
@@ -160,3 +161,18 @@ def test_refresh_ahead_over_sockets_does_not_make_requests_wait(  # type: ignore
             session.get(f"{api_server.origin}/t").request.headers["Authorization"] == "Bearer tok-2"
         )
     assert token_server.count == 2
+
+
+def test_when_no_new_token_can_be_had_the_401_is_returned(  # type: ignore[no-untyped-def]
+    make_auth, token_server: TokenServer, api_server: ApiServer
+) -> None:
+    with requests.Session() as session:
+        session.auth = make_auth()
+        assert session.get(f"{api_server.origin}/t").status_code == 200
+        token_server.issued.clear()
+        for _ in range(2):
+            token_server.script.append(json_reply({"error": "invalid_client"}, status=401))
+        response = session.get(f"{api_server.origin}/t")
+        assert response.status_code == 401 and not response.history
+        with pytest.raises(TokenRequestRejected, match="invalid_client"):
+            session.get(f"{api_server.origin}/t")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-from bearer_m2m import TokenRequestRejected
+from bearer_m2m import TokenEndpointUnavailable, TokenRequestRejected
 from bearer_m2m._policy import RefreshPolicy
 from bearer_m2m._source import TokenSource
 from bearer_m2m._tokens import GrantedToken
@@ -61,7 +61,7 @@ def fetch() -> Fetch:
 @pytest.fixture
 def source(fetch: Fetch, clock: Clock) -> TokenSource:
     # lifetime 100 s: refresh ahead from 80 s, treated as expired from 95 s
-    return TokenSource(fetch, RefreshPolicy(forced_refresh_interval=30), clock)
+    return TokenSource(fetch, RefreshPolicy(forced_refresh_interval=30), wait_limit=5, clock=clock)
 
 
 def run_threads(n: int, target: object) -> list[object]:
@@ -360,3 +360,84 @@ def test_the_quota_guard_warns_once_per_interval(
         for _ in range(100):
             source.token_after_rejection(token)
     assert len([r for r in caplog.records if "quota guard" in r.getMessage()]) == 1
+
+
+def test_waiters_give_up_on_a_fetch_that_never_ends(fetch: Fetch, clock: Clock) -> None:
+    source = TokenSource(fetch, RefreshPolicy(), wait_limit=0.2, clock=clock)
+    fetch.gate.clear()  # the endpoint drips its answers forever
+
+    async def wait_async() -> None:
+        await source.atoken()
+
+    with pytest.raises(TokenEndpointUnavailable, match="not answering"):
+        source.token()
+    with pytest.raises(TokenEndpointUnavailable, match="not answering"):
+        anyio.run(wait_async)
+    assert fetch.calls == 2  # the stuck fetch was abandoned: the next caller started afresh
+    fetch.gate.set()
+    # abandoned fetches store nothing when they end at last
+    assert source.token() == "t3" and fetch.calls == 3
+
+
+def test_each_waiter_gets_its_own_copy_of_the_error(source: TokenSource, fetch: Fetch) -> None:
+    cause = ConnectionError("refused")
+    error = TokenEndpointUnavailable("unreachable", status_code=503)
+    error.__cause__ = cause
+    fetch.fail_with = error
+    fetch.gate.clear()
+    threading.Timer(0.1, fetch.gate.set).start()
+
+    def attempt() -> object:
+        try:
+            return source.token()
+        except TokenEndpointUnavailable as exc:
+            return exc
+
+    results = run_threads(4, attempt)
+    assert len({id(r) for r in results}) == 4
+    for result in results:
+        assert isinstance(result, TokenEndpointUnavailable)
+        assert str(result) == "unreachable" and result.status_code == 503
+        assert result.__cause__ is cause
+
+
+def test_a_failed_replacement_after_a_401_means_no_replay(
+    source: TokenSource, fetch: Fetch
+) -> None:
+    rejected = source.token()
+    fetch.fail_with = TokenRequestRejected("invalid_client")
+    assert source.token_after_rejection(rejected) is None
+    with pytest.raises(TokenRequestRejected):
+        source.token()  # the next request sees the error
+
+    async def again() -> str | None:
+        return await source.atoken_after_rejection("t9")
+
+    assert anyio.run(again) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_during_a_refresh_refreshes_again(
+    source: TokenSource, fetch: Fetch, clock: Clock, no_fork_warning: None
+) -> None:
+    source.token()
+    clock.now += 85
+    fetch.gate.clear()
+    assert source.token() == "t1"  # the parent's refresh starts and hangs
+    assert fetch.started.wait(5)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        signal.alarm(5)
+        fetch.gate.set()
+        try:
+            first = source.token()  # still valid: returned at once, refresh started
+            wait_until_idle(source)
+            os.write(write_end, f"{first} {source.token()}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    answer = os.read(read_end, 100).decode()
+    fetch.gate.set()
+    assert answer == "t1 t3"  # the child's own refresh (t2 was the parent's, lost in the fork)
