@@ -1,0 +1,158 @@
+"""``ProtectedAPI``: a resource server on loopback that accepts one issuer's valid tokens."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from authlib.oauth2.rfc6749 import (
+    MissingAuthorizationError,
+    OAuth2Error,
+    ResourceProtector,
+    UnsupportedTokenTypeError,
+)
+from authlib.oauth2.rfc6750 import InvalidTokenError
+from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
+from joserfc.jwk import KeySet
+
+from ._authorization_server import AuthorizationServer
+from ._http import LoopbackServer, Request, Response
+from ._oauth import printable
+
+REDIRECT_PATH = "/redirect"
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class ProtectedAPI(LoopbackServer):
+    """An API on 127.0.0.1 guarded by RFC 9068 access tokens from ``server``.
+
+    Any method on any path answers 200 with JSON describing the request and
+    its token (``path``, ``method``, ``client_id``, ``scope``, ``org_id``,
+    ``body_length``) when the bearer token is valid: signed by ``server``'s
+    key, issued by it, for ``audience`` (default: the server's default
+    audience), not expired, not revoked. Otherwise it answers 401 with
+    ``WWW-Authenticate: Bearer realm="<audience>", error="invalid_token"``, or
+    the bare ``Bearer realm=...`` challenge when no bearer token was sent
+    (RFC 6750 section 3.1).
+
+    ``/redirect?to=URL`` answers 302 (or ``&status=307`` and friends) to
+    ``URL`` without looking at the token, for tests of redirects to another
+    origin. The server must be running before the API is created.
+    """
+
+    def __init__(
+        self, server: AuthorizationServer, audience: str | None = None, *, port: int = 0
+    ) -> None:
+        super().__init__(port)
+        self.audience = server.default_audience if audience is None else audience
+        if not isinstance(self.audience, str) or not self.audience:
+            raise ValueError("audience must be a non-empty string")
+        self._realm = printable(self.audience)
+        self._protector = ResourceProtector()
+        self._protector.register_token_validator(
+            AccessTokenValidator(
+                issuer=server.issuer,
+                audience=self.audience,
+                keys=KeySet.import_key_set(server.jwks),
+                is_revoked=server.is_revoked,
+                realm=self._realm,
+            )
+        )
+        self._lock = threading.Lock()
+        self._requests = 0
+        self._unauthorized = 0
+        self._last_authorization: str | None = None
+
+    @property
+    def requests(self) -> int:
+        """Requests received, answered or not."""
+        with self._lock:
+            return self._requests
+
+    @property
+    def unauthorized(self) -> int:
+        """401 answers sent."""
+        with self._lock:
+            return self._unauthorized
+
+    @property
+    def last_authorization(self) -> str | None:
+        """The ``Authorization`` header of the latest request (``None``: it had none).
+
+        It holds a token: for assertions in tests, never for printing.
+        """
+        with self._lock:
+            return self._last_authorization
+
+    def reset(self) -> None:
+        """Counters to zero and ``last_authorization`` forgotten."""
+        with self._lock:
+            self._requests = self._unauthorized = 0
+            self._last_authorization = None
+
+    def handle(self, request: Request) -> Response:
+        with self._lock:
+            self._requests += 1
+            self._last_authorization = request.headers.get("Authorization")
+        if request.path == REDIRECT_PATH:
+            return _redirect(request)
+        try:
+            claims = self._protector.validate_request(None, request)
+        except OAuth2Error as error:
+            with self._lock:
+                self._unauthorized += 1
+            return self._refusal(error)
+        return Response.json(
+            {
+                "path": request.path,
+                "method": request.method,
+                "client_id": claims.get("client_id"),
+                "scope": claims.get("scope"),
+                "org_id": claims.get("org_id"),
+                "body_length": len(request.body),
+            }
+        )
+
+    def _refusal(self, error: OAuth2Error) -> Response:
+        if isinstance(error, (MissingAuthorizationError, UnsupportedTokenTypeError)):
+            # No bearer token at all: RFC 6750 section 3.1 wants no error code.
+            return Response(401, b"", [("WWW-Authenticate", f'Bearer realm="{self._realm}"')])
+        status, body, headers = error()
+        return Response.json(body, status, [(k, v) for k, v in headers if k != "Content-Type"])
+
+
+class AccessTokenValidator(JWTBearerTokenValidator):  # type: ignore[misc]
+    """Authlib's RFC 9068 validator (signature, ``typ``, ``iss``, ``aud``, ``exp``...)
+    with fixed keys, and the server's revocations on top."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        keys: KeySet,
+        is_revoked: Callable[[str], bool],
+        realm: str,
+    ) -> None:
+        super().__init__(issuer, audience, realm=realm)
+        self._keys = keys
+        self._is_revoked = is_revoked
+
+    def get_jwks(self) -> KeySet:
+        return self._keys
+
+    def authenticate_token(self, token_string: str) -> Any:
+        claims = super().authenticate_token(token_string)
+        if self._is_revoked(token_string):
+            raise InvalidTokenError(realm=self.realm, extra_attributes=self.extra_attributes)
+        return claims
+
+
+def _redirect(request: Request) -> Response:
+    query = request.query
+    status = int(query["status"]) if query.get("status", "").isdigit() else 302
+    if "to" not in query or status not in _REDIRECT_STATUSES:
+        payload = {"error": "invalid_request", "error_description": "use /redirect?to=URL"}
+        return Response.json(payload, 400)
+    return Response(status, b"", [("Location", query["to"])])

@@ -1,0 +1,315 @@
+"""The token endpoint, built on Authlib's authorization server.
+
+Authlib does the OAuth work: client authentication (``client_secret_basic`` and
+``client_secret_post``), the client-credentials grant, scope checks, the token
+response and RFC 6749 error answers. This module plugs it into plain
+:class:`~._http.Request` values, the client registry and Auth0's ways: JSON
+bodies, ``audience`` (or RFC 8707 ``resource``) and ``organization``, and
+Auth0's status codes for refusals.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl
+
+from authlib.oauth2.rfc6749 import (
+    AccessDeniedError,
+    AuthorizationServer,
+    ClientCredentialsGrant,
+    ClientMixin,
+    InvalidRequestError,
+    OAuth2Error,
+    OAuth2Request,
+)
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from ._clients import GRANT_TYPE, ClientRegistry, RegisteredClient
+from ._http import Request, Response
+
+AUTH_METHODS = ("client_secret_post", "client_secret_basic")
+ALGORITHM = "RS256"
+
+#: Auth0 answers these errors with these statuses; Authlib's defaults differ
+#: (400 for an unknown client sent in the body, 400 for a grant not allowed).
+_STATUS = {"invalid_client": 401, "unauthorized_client": 403, "access_denied": 403}
+_FORM = "application/x-www-form-urlencoded"
+_JSON = "application/json"
+
+
+class TokenAuthority(AuthorizationServer):  # type: ignore[misc]
+    """Authlib's authorization server for one issuer, answering :class:`Request` values.
+
+    ``on_issue`` is told every access token issued (to count and revoke them).
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        token_url: str,
+        key: RSAKey,
+        clients: ClientRegistry,
+        default_audience: str,
+        on_issue: Callable[[str], None],
+    ) -> None:
+        super().__init__()
+        self.issuer = issuer
+        self.token_url = token_url
+        self.key = key
+        self.default_audience = default_audience
+        self._clients = clients
+        self._on_issue = on_issue
+        self.register_grant(ClientCredentials)
+
+    def token_response(self, request: Request) -> Response:
+        """Answer a POST to the token endpoint."""
+        try:
+            params = read_token_parameters(request)
+        except OAuth2Error as error:
+            return self.handle_error_response(None, error)
+        response: Response = self.create_token_response(
+            TokenRequest(request, self.token_url, params)
+        )
+        return response
+
+    # -- what Authlib asks of an integration -------------------------------------------
+
+    def query_client(self, client_id: str) -> ClientModel | None:
+        registered = self._clients.get(client_id)
+        return None if registered is None else ClientModel(registered)
+
+    def save_token(self, token: dict[str, Any], request: TokenRequest) -> None:
+        self._on_issue(token["access_token"])
+
+    def send_signal(self, name: str, *args: object, **kwargs: object) -> None:
+        """Nothing listens to Authlib's signals here."""
+
+    def create_oauth2_request(self, request: TokenRequest) -> TokenRequest:
+        """:meth:`token_response` has built it: Authlib calls this outside its error
+        handling, so the body is read (and refused if malformed) beforehand."""
+        return request
+
+    def handle_response(
+        self, status: int, body: dict[str, Any], headers: list[tuple[str, str]]
+    ) -> Response:
+        return Response(status, json.dumps(body).encode(), headers)
+
+    def handle_error_response(self, request: TokenRequest | None, error: OAuth2Error) -> Response:
+        """Authlib's error answer, in Auth0's status codes, always with a description.
+
+        ``WWW-Authenticate: Basic`` is kept only for a client that tried HTTP
+        Basic (RFC 6749 section 5.2); Authlib adds it to every 401.
+        """
+        error.status_code = _STATUS.get(error.error, error.status_code)
+        status, body, headers = error(self.get_error_uri(request, error))
+        if "error_description" not in body and error.get_error_description():
+            body["error_description"] = error.get_error_description()
+        if not _tried_basic(request):
+            headers = [(name, value) for name, value in headers if name != "WWW-Authenticate"]
+        return self.handle_response(status, body, headers)
+
+
+class TokenRequest(OAuth2Request):  # type: ignore[misc]
+    """A token request as Authlib reads it: ``form`` holds the parameters of a form
+    or a JSON body alike, which is how a ``client_secret`` sent in JSON (as Auth0
+    accepts) reaches Authlib's ``client_secret_post`` check."""
+
+    def __init__(self, request: Request, url: str, parameters: dict[str, str]) -> None:
+        super().__init__(request.method, url, headers=request.headers)
+        self.payload = BasicOAuth2Payload(parameters)
+        self._parameters = parameters
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self._parameters
+
+
+class ClientModel(ClientMixin):  # type: ignore[misc]
+    """A registered client, as Authlib's grants and client authentication see it."""
+
+    def __init__(self, registered: RegisteredClient) -> None:
+        self.registered = registered
+
+    def __repr__(self) -> str:  # Authlib logs clients at debug level
+        return f"<client {self.registered.client_id!r}>"
+
+    def get_client_id(self) -> str:
+        return self.registered.client_id
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return self.registered.check_secret(client_secret)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method in AUTH_METHODS
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.registered.grant_types
+
+    def get_allowed_scope(self, scope: str | None) -> str | None:
+        return self.registered.granted_scope(scope)
+
+
+class ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
+    """Authlib's client-credentials grant, plus Auth0's audience and organization."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
+    server: TokenAuthority
+    client: ClientModel
+    audience: str  # the token's ``aud``, once the request is validated
+    organization: str | None  # its ``org_id``
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        parameters = self.request.payload.data
+        registered = self.client.registered
+        self.audience = _audience(parameters, self.server.default_audience)
+        if not registered.allows_audience(self.audience):
+            raise AccessDeniedError(
+                f"Client '{printable(registered.client_id)}' is not authorized to access "
+                f"resource server '{printable(self.audience)}'",
+                status_code=403,
+            )
+        self.organization = parameters.get("organization")
+        if self.organization is not None and not registered.allows_organization(self.organization):
+            raise AccessDeniedError(
+                f"Client '{printable(registered.client_id)}' is not allowed to access "
+                f"organization '{printable(self.organization)}'",
+                status_code=403,
+            )
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """Authlib's version without its debug log line, which holds the whole token."""
+        generator = AccessTokenGenerator(
+            self.server.issuer,
+            self.server.key,
+            audience=self.audience,
+            organization=self.organization,
+        )
+        token: dict[str, Any] = generator.generate(
+            GRANT_TYPE,
+            self.client,
+            scope=self.request.payload.scope,
+            include_refresh_token=False,
+        )
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
+    """Authlib's RFC 9068 token generator, bound to one token request.
+
+    Authlib builds the token response and enforces the client's scope; the JWT
+    itself is written here, because Authlib's own ``access_token_generator``
+    takes ``aud`` from the client id (RFC 8707 is a to-do there), writes an
+    empty ``scope``, sets no ``kid``, and dates the token from the start of the
+    current second, so that a token of a few seconds could expire up to a
+    second before the ``expires_in`` it was announced with.
+
+    The times, then: ``iat`` is the issue instant rounded down (never in the
+    future, even for a validator that truncates its own clock); ``exp`` is the
+    issue instant plus the lifetime, rounded up, so the token is valid at least
+    as long as its lifetime and at most a second longer; ``expires_in`` is the
+    lifetime rounded down. A client that trusts ``expires_in`` never holds a
+    token the API has started to refuse.
+    """
+
+    def __init__(
+        self, issuer: str, key: RSAKey, *, audience: str, organization: str | None
+    ) -> None:
+        super().__init__(issuer, alg=ALGORITHM, expires_generator=_expires_in)
+        self._key = key
+        self._audience = audience
+        self._organization = organization
+
+    def get_jwks(self) -> RSAKey:
+        return self._key
+
+    def access_token_generator(
+        self, client: ClientModel, grant_type: str, user: object, scope: str
+    ) -> str:
+        issued = time.time()
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": client.get_client_id(),
+            "aud": self._audience,
+            "iat": math.floor(issued),
+            "exp": math.ceil(issued + client.registered.token_lifetime),
+            "jti": self.get_jti(client, grant_type, user, scope),
+            "client_id": client.get_client_id(),
+        }
+        if scope:
+            claims["scope"] = scope
+        if self._organization is not None:
+            claims["org_id"] = self._organization
+        key = self.get_jwks()
+        header = {"alg": self.alg, "typ": "at+jwt", "kid": key.kid}
+        return jwt.encode(header, claims, key, algorithms=[ALGORITHM])
+
+
+def read_token_parameters(request: Request) -> dict[str, str]:
+    """The parameters of a token request, from a form body or (as on Auth0) a JSON one.
+
+    Parameters without a value count as absent and none may be repeated (RFC
+    6749 sections 3.1 and 3.2); ``grant_type`` is required.
+    """
+    media_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    try:
+        if media_type == _FORM:
+            pairs = parse_qsl(request.body.decode(), keep_blank_values=True)
+        elif media_type == _JSON:
+            pairs = _json_pairs(request.body)
+        else:
+            raise InvalidRequestError(f"Content-Type must be {_FORM} or {_JSON}")
+    except UnicodeDecodeError:
+        raise InvalidRequestError("The request body is not UTF-8") from None
+    parameters: dict[str, str] = {}
+    for name, value in pairs:
+        if not value:
+            continue
+        if name in parameters:
+            raise InvalidRequestError(f"Parameter '{printable(name)}' is repeated")
+        parameters[name] = value
+    if "grant_type" not in parameters:
+        raise InvalidRequestError("Missing 'grant_type' parameter")
+    return parameters
+
+
+def _json_pairs(body: bytes) -> list[tuple[str, str]]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise InvalidRequestError("The request body is not valid JSON") from None
+    if not isinstance(document, dict) or not all(isinstance(v, str) for v in document.values()):
+        raise InvalidRequestError("A JSON request body must be an object of strings")
+    return list(document.items())
+
+
+def _audience(parameters: dict[str, str], default: str) -> str:
+    """Auth0's ``audience`` or RFC 8707's ``resource``; the server's default if neither."""
+    audience, resource = parameters.get("audience"), parameters.get("resource")
+    if audience and resource and audience != resource:
+        raise InvalidRequestError("'audience' and 'resource' name different APIs")
+    return audience or resource or default
+
+
+def _expires_in(client: ClientModel, grant_type: str) -> int:
+    return math.floor(client.registered.token_lifetime)
+
+
+def _tried_basic(request: TokenRequest | None) -> bool:
+    authorization = "" if request is None else request.headers.get("Authorization") or ""
+    return authorization[:6].lower() == "basic "
+
+
+def printable(text: str) -> str:
+    """``text`` fit for an ``error_description`` (whose characters RFC 6749 restricts)
+    or a quoted header parameter: no quotes, backslashes or control characters."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)[:200]
