@@ -16,7 +16,8 @@ from requests.cookies import extract_cookies_to_jar
 from requests.exceptions import UnrewindableBodyError
 from requests.utils import rewind_body
 
-from ._config import Cert, Verify, build_config
+from ._client_auth import Cert, PrivateKeySource
+from ._config import Verify, build_config
 from ._fetcher import TokenFetcher
 from ._policy import RefreshPolicy, RetryPolicy
 from ._source import TokenSource
@@ -39,13 +40,17 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
         token_url: str,
         *,
         client_id: str,
-        client_secret: str,
+        client_secret: str | None = None,
+        private_key: PrivateKeySource | None = None,
+        private_key_id: str | None = None,
+        signing_algorithm: str | None = None,
+        assertion_audience: str | None = None,
         audience: str | None = None,
         organization: str | None = None,
         scope: str | Iterable[str] | None = None,
         resource: str | None = None,
         extra_params: Mapping[str, str] | None = None,
-        auth_method: str = "client_secret_post",
+        auth_method: str | None = None,
         timeout: float = 10.0,
         verify: Verify = True,
         cert: Cert = None,
@@ -60,6 +65,10 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
             token_url,
             client_id=client_id,
             client_secret=client_secret,
+            private_key=private_key,
+            private_key_id=private_key_id,
+            signing_algorithm=signing_algorithm,
+            assertion_audience=assertion_audience,
             audience=audience,
             organization=organization,
             scope=scope,

@@ -6,10 +6,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from ._client_auth import (
+    Cert,
+    PrivateKeySource,
+    SigningKey,
+    check_client_certificate,
+    check_credentials,
+    choose_auth_method,
+    load_signing_key,
+)
 from ._transport import require_secure_url
 from .errors import ConfigurationError
-
-AUTH_METHODS = ("client_secret_post", "client_secret_basic")
 
 #: Form fields the library sets itself; ``extra_params`` may not override them.
 RESERVED_FIELDS = frozenset(
@@ -27,7 +34,6 @@ RESERVED_FIELDS = frozenset(
 )
 
 Verify = bool | str
-Cert = str | tuple[str, str] | None
 
 
 @dataclass(frozen=True)
@@ -36,30 +42,39 @@ class ClientConfig:
 
     ``form`` holds the optional fields of the request body (``audience``,
     ``organization``, ``scope``, ``resource`` and the user's extras), already
-    validated; the client secret is kept out of ``repr``.
+    validated. The secret and the signing key are kept out of ``repr``.
     """
 
     token_url: str
     client_id: str
-    client_secret: str = field(repr=False)
+    client_secret: str | None = field(repr=False)
     auth_method: str
     form: Mapping[str, str]
     timeout: float
     verify: Verify = True
     cert: Cert = None
+    signing_key: SigningKey | None = field(default=None, repr=False)
+    signing_algorithm: str | None = None
+    key_id: str | None = None
+    #: ``aud`` of JWT client assertions; ``None``: the token URL.
+    assertion_audience: str | None = None
 
 
 def build_config(
     token_url: str,
     *,
     client_id: str,
-    client_secret: str,
+    client_secret: str | None,
+    private_key: PrivateKeySource | None,
+    private_key_id: str | None,
+    signing_algorithm: str | None,
+    assertion_audience: str | None,
     audience: str | None,
     organization: str | None,
     scope: str | Iterable[str] | None,
     resource: str | None,
     extra_params: Mapping[str, str] | None,
-    auth_method: str,
+    auth_method: str | None,
     timeout: float,
     verify: Verify,
     cert: Cert,
@@ -71,14 +86,24 @@ def build_config(
     if not urlsplit(token_url).hostname:
         raise ConfigurationError("token_url has no host")
     if not allow_insecure_http:
-        require_secure_url(token_url, "the client secret")
-    for name, value in (("client_id", client_id), ("client_secret", client_secret)):
-        if not isinstance(value, str) or not value:
-            raise ConfigurationError(f"{name} must be a non-empty string")
-    if auth_method not in AUTH_METHODS:
-        raise ConfigurationError(
-            f"auth_method must be one of {', '.join(AUTH_METHODS)}, not {auth_method!r}"
-        )
+        require_secure_url(token_url, "the client credentials")
+    if not isinstance(client_id, str) or not client_id:
+        raise ConfigurationError("client_id must be a non-empty string")
+    method = choose_auth_method(
+        auth_method, client_secret=client_secret, private_key=private_key, cert=cert
+    )
+    check_credentials(method, client_secret=client_secret, private_key=private_key, cert=cert)
+    signing_key = key_id = None
+    if private_key is not None:
+        signing_algorithm = signing_algorithm or "RS256"
+        signing_key, key_id = load_signing_key(private_key, signing_algorithm, private_key_id)
+    elif method == "client_secret_jwt":
+        signing_algorithm = signing_algorithm or "HS256"
+        if signing_algorithm not in ("HS256", "HS384", "HS512"):
+            raise ConfigurationError("client_secret_jwt signs with HS256, HS384 or HS512")
+    elif signing_algorithm is not None:
+        raise ConfigurationError(f"signing_algorithm is not used with {method}")
+    check_client_certificate(cert)
     if not timeout > 0:
         raise ConfigurationError("timeout must be a positive number of seconds")
 
@@ -107,11 +132,15 @@ def build_config(
         token_url=token_url,
         client_id=client_id,
         client_secret=client_secret,
-        auth_method=auth_method,
+        auth_method=method,
         form=form,
         timeout=float(timeout),
         verify=verify,
         cert=cert,
+        signing_key=signing_key,
+        signing_algorithm=signing_algorithm,
+        key_id=key_id,
+        assertion_audience=assertion_audience,
     )
 
 

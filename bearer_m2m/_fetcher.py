@@ -6,18 +6,18 @@ own automatic re-fetch is never used (it drops ``audience``, authlib#783).
 
 from __future__ import annotations
 
-import base64
 import itertools
 import logging
 import os
 import random
 import time
 from typing import Any
-from urllib.parse import quote_plus, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 
+from ._client_auth import register_client_auth
 from ._config import ClientConfig
 from ._policy import RetryPolicy, parse_retry_after
 from ._tokens import GrantedToken, granted_token
@@ -125,10 +125,17 @@ class TokenFetcher:
             config = self._config
             session = OAuth2Session(
                 client_id=config.client_id,
-                client_secret=config.client_secret,
+                # Authlib's assertion signers find the private key in this slot.
+                client_secret=config.signing_key or config.client_secret,
                 token_endpoint_auth_method=config.auth_method,
             )
-            session.register_client_auth_method(("client_secret_basic", _form_encoded_basic))
+            register_client_auth(
+                session,
+                config.auth_method,
+                signing_algorithm=config.signing_algorithm,
+                key_id=config.key_id,
+                assertion_audience=config.assertion_audience,
+            )
             session.register_compliance_hook("access_token_response", self._check_response)
             self._session, self._session_pid = session, os.getpid()
         return self._session
@@ -139,7 +146,9 @@ class TokenFetcher:
         value = payload.get(name) if payload else None
         if value is None:
             return None
-        text = str(value).replace(self._config.client_secret, "***")
+        text = str(value)
+        if self._config.client_secret:
+            text = text.replace(self._config.client_secret, "***")
         return text[:_MAX_DESCRIPTION]
 
     def _check_response(self, response: requests.Response) -> requests.Response:
@@ -185,23 +194,6 @@ class TokenFetcher:
                 f"token endpoint refused the request: HTTP {status}{said}", **details
             )
         return response
-
-
-def _form_encoded_basic(
-    client: Any, method: str, uri: str, headers: dict[str, str], body: str
-) -> tuple[str, dict[str, str], str]:
-    """HTTP Basic client authentication as RFC 6749 section 2.3.1 has it.
-
-    The client id and secret are form-encoded before they are joined and
-    base64-encoded; servers that follow the RFC (django-oauth-toolkit among
-    them) decode them, so a secret with ``+`` or ``%`` would fail otherwise.
-    Authlib sends them raw (its fix, authlib#594, was reverted). Generated
-    secrets, Auth0's included, use unreserved characters that encoding leaves
-    as they are.
-    """
-    credentials = f"{quote_plus(client.client_id)}:{quote_plus(client.client_secret)}"
-    headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
-    return uri, headers, body
 
 
 def _json_object(response: requests.Response) -> dict[str, Any] | None:

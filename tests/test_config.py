@@ -18,7 +18,7 @@ def make(**overrides: object) -> ClientCredentialsAuth:
     [
         ({"client_id": ""}, "client_id"),
         ({"client_secret": None}, "client_secret"),
-        ({"auth_method": "private_key_jwt"}, "auth_method"),
+        ({"auth_method": "magic_link"}, "auth_method"),
         ({"timeout": 0}, "timeout"),
         ({"audience": ""}, "audience"),
         ({"scope": ""}, "scope"),
