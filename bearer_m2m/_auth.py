@@ -6,6 +6,8 @@ tokens belongs to :class:`~bearer_m2m._source.TokenSource`.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from typing import Any
 
@@ -18,10 +20,18 @@ from requests.utils import rewind_body
 
 from ._client_auth import Cert, PrivateKeySource
 from ._config import Verify, build_config
+from ._discovery import choose_method, discover, token_endpoint
+from ._env import settings_from_env
 from ._fetcher import TokenFetcher
 from ._policy import RefreshPolicy, RetryPolicy
 from ._source import TokenSource
 from ._transport import require_secure_url
+from .errors import ConfigurationError
+
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # pragma: no cover
+    from typing_extensions import Self
 
 _BEARER = "Bearer "
 _SHOWN_FIELDS = ("audience", "organization", "scope", "resource")
@@ -93,6 +103,95 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
             fetcher.fetch, policy, wait_limit=retry.deadline + self._config.timeout + 1.0
         )
         self._allow_insecure_http = allow_insecure_http
+
+    # -- other ways to build one --------------------------------------------------
+
+    @classmethod
+    def from_issuer(
+        cls,
+        issuer: str,
+        *,
+        auth_method: str | None = None,
+        verify: Verify = True,
+        timeout: float = 10.0,
+        allow_insecure_http: bool = False,
+        **options: Any,
+    ) -> Self:
+        """Configure from the issuer's discovery document (RFC 8414, then OpenID Connect).
+
+        The document is fetched once per process and must name ``issuer`` as its
+        own. Without ``auth_method``, the first method the server supports that
+        the credentials allow is used; the TLS methods use the server's mTLS
+        endpoint alias when it has one.
+        """
+        document = discover(
+            issuer, verify=verify, timeout=timeout, allow_insecure_http=allow_insecure_http
+        )
+        if auth_method is None:
+            auth_method = choose_method(
+                document,
+                client_secret=options.get("client_secret"),
+                private_key=options.get("private_key"),
+                cert=options.get("cert"),
+            )
+        return cls(
+            token_endpoint(document, auth_method),
+            auth_method=auth_method,
+            verify=verify,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+            **options,
+        )
+
+    @classmethod
+    def auth0(
+        cls,
+        domain: str,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        audience: str,
+        organization: str | None = None,
+        **options: Any,
+    ) -> Self:
+        """Auth0: ``domain`` is the tenant's (``my-tenant.eu.auth0.com``) or a custom
+        domain. Private Key JWT assertions get the audience Auth0 expects,
+        ``https://{domain}/``."""
+        host = domain.removeprefix("https://").split("/")[0]
+        if not host:
+            raise ConfigurationError("domain must name the Auth0 tenant or custom domain")
+        options.setdefault("assertion_audience", f"https://{host}/")
+        return cls(
+            f"https://{host}/oauth/token",
+            client_id=client_id,
+            client_secret=client_secret,
+            audience=audience,
+            organization=organization,
+            **options,
+        )
+
+    @classmethod
+    def from_env(
+        cls,
+        prefix: str = "BEARER_M2M_",
+        *,
+        environ: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> Self:
+        """Configure from ``{prefix}TOKEN_URL`` or ``{prefix}ISSUER``, ``{prefix}CLIENT_ID``,
+        ``{prefix}CLIENT_SECRET`` or ``{prefix}CLIENT_SECRET_FILE``, ``{prefix}PRIVATE_KEY_FILE``,
+        ``{prefix}CERT_FILE`` and ``{prefix}KEY_FILE``, ``{prefix}AUDIENCE``, ``{prefix}RESOURCE``,
+        ``{prefix}ORGANIZATION``, ``{prefix}SCOPE`` and ``{prefix}AUTH_METHOD``.
+
+        Keyword arguments override the environment. What is missing or
+        contradictory is reported in one :class:`ConfigurationError`.
+        """
+        settings = settings_from_env(prefix, os.environ if environ is None else environ)
+        settings.update(options)
+        issuer = settings.pop("issuer", None)
+        if issuer is not None:
+            return cls.from_issuer(issuer, **settings)
+        return cls(settings.pop("token_url"), **settings)
 
     def __repr__(self) -> str:
         config = self._config
