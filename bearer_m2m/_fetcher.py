@@ -20,6 +20,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from ._client_auth import register_client_auth
 from ._config import ClientConfig
 from ._policy import RetryPolicy, parse_retry_after
+from ._ratelimit import parse_rate_limit
 from ._tokens import GrantedToken, granted_token
 from .errors import (
     InvalidTokenResponse,
@@ -161,11 +162,16 @@ class TokenFetcher:
         payload = _json_object(response)
         error = self._server_text(payload, "error")
         description = self._server_text(payload, "error_description")
+        rate_limit = parse_rate_limit(response.headers)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is None and rate_limit is not None:
+            retry_after = rate_limit.wait_hint()
         details: dict[str, Any] = {
             "status_code": status,
             "error": error,
             "error_description": description,
-            "retry_after": parse_retry_after(response.headers.get("Retry-After")),
+            "retry_after": retry_after,
+            "rate_limit": rate_limit,
         }
         said = f": {error}" if error else ""
         said += f" ({description})" if description else ""
@@ -193,6 +199,8 @@ class TokenFetcher:
             raise TokenRequestRejected(
                 f"token endpoint refused the request: HTTP {status}{said}", **details
             )
+        if rate_limit is not None and any(bucket.is_low for bucket in rate_limit.quotas):
+            logger.warning("the M2M token quota runs low: %s", rate_limit)
         return response
 
 
@@ -213,4 +221,5 @@ def _gave_up(
         error=last.error,
         error_description=last.error_description,
         retry_after=last.retry_after,
+        rate_limit=last.rate_limit,
     )

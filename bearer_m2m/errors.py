@@ -7,6 +7,11 @@ fields; the client secret and access tokens never reach them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._ratelimit import RateLimit
+
 __all__ = [
     "ConfigurationError",
     "InsecureTransportError",
@@ -22,7 +27,8 @@ class TokenError(Exception):
 
     ``status_code`` is the token endpoint's HTTP status when there was one;
     ``error`` and ``error_description`` are the RFC 6749 section 5.2 fields of its
-    answer; ``retry_after`` is the delay in seconds the server asked for, if any.
+    answer; ``retry_after`` is the delay in seconds the server asked for, if any;
+    ``rate_limit`` holds what Auth0's rate-limit and quota headers said.
     """
 
     def __init__(
@@ -33,12 +39,14 @@ class TokenError(Exception):
         error: str | None = None,
         error_description: str | None = None,
         retry_after: float | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.error = error
         self.error_description = error_description
         self.retry_after = retry_after
+        self.rate_limit = rate_limit
 
 
 class ConfigurationError(TokenError, ValueError):
