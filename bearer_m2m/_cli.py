@@ -1,17 +1,112 @@
-"""The ``bearer-m2m`` command (also ``python -m bearer_m2m``)."""
+"""The ``bearer-m2m`` command (also ``python -m bearer_m2m``).
+
+``token`` prints an access token for shell use, ``inspect`` shows what a token
+says, ``demo`` and ``serve`` run the embedded authorization server. Secrets are
+never taken from the command line, where ``ps`` would show them: only from the
+environment, a file or standard input.
+"""
 
 from __future__ import annotations
 
 import argparse
+import configparser
+import datetime
+import json
+import os
 import sys
+from collections.abc import Mapping, Sequence
+from typing import TextIO
+
+from joserfc.errors import JoseError
+from joserfc.jws import extract_compact
+
+from ._auth import ClientCredentialsAuth
+from ._tokens import fingerprint
+from .errors import (
+    ConfigurationError,
+    TokenEndpointUnavailable,
+    TokenError,
+    TokenRequestRejected,
+)
+
+#: Exit codes a script can rely on.
+EXIT_OK = 0
+EXIT_USAGE = 2  # bad arguments or configuration
+EXIT_REJECTED = 3  # the token endpoint refused the credentials
+EXIT_UNAVAILABLE = 4  # the token endpoint could not be reached or kept failing
+EXIT_BAD_RESPONSE = 5  # the token endpoint answered something unusable, or another failure
+
+#: Flag -> setting name (as in ``from_env``, without the prefix).
+SETTING_FLAGS = {
+    "token_url": "TOKEN_URL",
+    "issuer": "ISSUER",
+    "client_id": "CLIENT_ID",
+    "client_secret_file": "CLIENT_SECRET_FILE",
+    "private_key_file": "PRIVATE_KEY_FILE",
+    "cert_file": "CERT_FILE",
+    "key_file": "KEY_FILE",
+    "audience": "AUDIENCE",
+    "resource": "RESOURCE",
+    "organization": "ORGANIZATION",
+    "scope": "SCOPE",
+    "auth_method": "AUTH_METHOD",
+}
+CONFIG_SECTION = "bearer_m2m"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "serve":
+        from .testing._cli import main as serve
+
+        return serve(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "demo":
+        from ._demo import run_demo
+
+        return run_demo(sys.stdout)
+    try:
+        if args.command == "token":
+            print(_auth_from(args).token())
+            return EXIT_OK
+        return _inspect(args, sys.stdout)
+    except TokenError as exc:
+        print(f"bearer-m2m: error: {exc}", file=sys.stderr)
+        return _exit_code(exc)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bearer-m2m",
+        allow_abbrev=False,
         description="OAuth2 client-credentials tokens for requests and httpx.",
+        epilog="Exit codes: 0 ok, 2 usage or configuration error, 3 credentials refused, "
+        "4 token endpoint unavailable, 5 unusable answer.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    token = commands.add_parser(
+        "token",
+        allow_abbrev=False,
+        help="print an access token to stdout",
+        description='Print a valid access token, e.g. curl -H "Authorization: Bearer '
+        '$(bearer-m2m token)" ... Settings come from the flags, then --config, then '
+        "BEARER_M2M_* environment variables. The client secret is read from "
+        "BEARER_M2M_CLIENT_SECRET, --client-secret-file or --client-secret-stdin, "
+        "never from an argument.",
+    )
+    _add_settings(token)
+    inspect = commands.add_parser(
+        "inspect",
+        allow_abbrev=False,
+        help="show a token's header, claims and expiry (not verified)",
+        description="Fetch a token with the same settings as 'token' (or read one from "
+        "standard input with --stdin) and show its JOSE header, its claims and when it "
+        "expires. The signature is NOT verified: this is for reading, not for trusting.",
+    )
+    _add_settings(inspect)
+    inspect.add_argument("--stdin", action="store_true", help="read the token from standard input")
     commands.add_parser(
         "demo",
         help="run the library against an embedded authorization server and API, and report",
@@ -20,17 +115,116 @@ def main(argv: list[str] | None = None) -> int:
         "httpx and httpx async.",
     )
     commands.add_parser(
-        "serve",
-        help="run the local authorization server and API until interrupted",
-        add_help=False,
+        "serve", help="run the local authorization server and API until interrupted", add_help=False
     )
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "serve":
-        from .testing._cli import main as serve
+    return parser
 
-        return serve(rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    from ._demo import run_demo
 
-    return run_demo(sys.stdout)
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    endpoint = parser.add_mutually_exclusive_group()
+    endpoint.add_argument("--token-url", metavar="URL")
+    endpoint.add_argument("--issuer", metavar="URL", help="discover the token endpoint")
+    parser.add_argument("--client-id", metavar="ID")
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--client-secret-file", metavar="PATH")
+    secret.add_argument(
+        "--client-secret-stdin", action="store_true", help="read the client secret from stdin"
+    )
+    parser.add_argument("--private-key-file", metavar="PATH", help="for private_key_jwt")
+    parser.add_argument("--cert-file", metavar="PATH", help="client certificate, for mTLS")
+    parser.add_argument("--key-file", metavar="PATH", help="its private key")
+    parser.add_argument("--audience")
+    parser.add_argument("--resource")
+    parser.add_argument("--organization")
+    parser.add_argument("--scope")
+    parser.add_argument("--auth-method", metavar="METHOD")
+    parser.add_argument(
+        "--config", metavar="FILE", help=f"an INI file with a [{CONFIG_SECTION}] section"
+    )
+    parser.add_argument("--env-prefix", default="BEARER_M2M_", metavar="PREFIX")
+    parser.add_argument(
+        "--allow-insecure-http", action="store_true", help="allow http to non-loopback hosts"
+    )
+
+
+def _auth_from(args: argparse.Namespace) -> ClientCredentialsAuth:
+    """Flags over the config file over the environment, validated by ``from_env``."""
+    prefix = args.env_prefix
+    settings = {name[len(prefix) :]: v for name, v in os.environ.items() if name.startswith(prefix)}
+    if args.config:
+        _layer(settings, _config_file(args.config))
+    flags = {name: getattr(args, flag) for flag, name in SETTING_FLAGS.items()}
+    if args.client_secret_stdin:
+        flags["CLIENT_SECRET"] = sys.stdin.readline().rstrip("\r\n")
+    _layer(settings, {name: value for name, value in flags.items() if value is not None})
+    return ClientCredentialsAuth.from_env(
+        prefix,
+        environ={prefix + name: value for name, value in settings.items()},
+        allow_insecure_http=args.allow_insecure_http,
+    )
+
+
+#: Settings that replace each other: a layer that sets one hides the others below it.
+ALTERNATIVES = (("TOKEN_URL", "ISSUER"), ("CLIENT_SECRET", "CLIENT_SECRET_FILE"))
+
+
+def _layer(settings: dict[str, str], overrides: Mapping[str, str]) -> None:
+    for group in ALTERNATIVES:
+        if any(name in overrides for name in group):
+            for name in group:
+                settings.pop(name, None)
+    settings.update(overrides)
+
+
+def _config_file(path: str) -> Mapping[str, str]:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as file:
+            parser.read_file(file)
+    except (OSError, configparser.Error) as exc:
+        raise ConfigurationError(
+            f"cannot read config file {path!r} ({type(exc).__name__})"
+        ) from None
+    if not parser.has_section(CONFIG_SECTION):
+        raise ConfigurationError(f"config file {path!r} has no [{CONFIG_SECTION}] section")
+    return {key.upper(): value for key, value in parser.items(CONFIG_SECTION)}
+
+
+def _inspect(args: argparse.Namespace, out: TextIO) -> int:
+    token = sys.stdin.readline().strip() if args.stdin else _auth_from(args).token()
+    print("NOT VERIFIED: the signature was not checked.", file=out)
+    try:
+        parts = extract_compact(token.encode())
+        header = parts.headers()
+        claims = json.loads(parts.payload)
+    except (JoseError, ValueError, UnicodeDecodeError):
+        shape = f"{len(token)} characters, fingerprint {fingerprint(token)}"
+        print(f"an opaque token (not a JWT): {shape}", file=out)
+        return EXIT_OK
+    print(f"header: {json.dumps(header, indent=2, sort_keys=True)}", file=out)
+    print(f"claims: {json.dumps(claims, indent=2, sort_keys=True)}", file=out)
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+        when = datetime.datetime.fromtimestamp(exp, datetime.timezone.utc)
+        left = exp - datetime.datetime.now(datetime.timezone.utc).timestamp()
+        state = f"in {_duration(left)}" if left > 0 else f"expired {_duration(-left)} ago"
+        print(f"expires: {when.isoformat(timespec='seconds')} ({state})", file=out)
+    else:
+        print("expires: not said (no exp claim)", file=out)
+    return EXIT_OK
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min {secs} s" if hours else f"{minutes} min {secs} s"
+
+
+def _exit_code(error: TokenError) -> int:
+    if isinstance(error, ConfigurationError):
+        return EXIT_USAGE
+    if isinstance(error, TokenRequestRejected):
+        return EXIT_REJECTED
+    if isinstance(error, TokenEndpointUnavailable):
+        return EXIT_UNAVAILABLE
+    return EXIT_BAD_RESPONSE

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import requests
 
-from bearer_m2m import _demo
+from bearer_m2m import RetryPolicy, _demo
 from bearer_m2m._cli import main
+from bearer_m2m.testing import AuthorizationServer, ProtectedAPI
 
 
 def test_the_demo_shows_every_promise_holding(capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,3 +64,152 @@ def test_serve_hands_its_options_to_the_server_command(capsys: pytest.CaptureFix
         main(["serve", "--help"])
     assert caught.value.code == 0
     assert "--token-lifetime" in capsys.readouterr().out
+
+
+# -- bearer-m2m token / inspect ----------------------------------------------------------------
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in list(os.environ):
+        if name.startswith("BEARER_M2M_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def run(argv: list[str], stdin: str = "") -> tuple[int, str, str]:
+    """``bearer-m2m ARGV`` as a separate process, as a shell script would run it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bearer_m2m", *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("BEARER_M2M_")},
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_token_prints_a_token_the_api_accepts(
+    m2m_server: AuthorizationServer, m2m_api: ProtectedAPI
+) -> None:
+    client = m2m_server.client
+    code, out, err = run(
+        [
+            "token",
+            "--token-url",
+            m2m_server.token_url,
+            "--client-id",
+            client.client_id,
+            "--audience",
+            m2m_api.audience,
+            "--client-secret-stdin",
+        ],
+        stdin=client.client_secret + "\n",
+    )
+    assert (code, err) == (0, "")
+    token = out.strip()
+    response = requests.get(
+        m2m_api.url + "x", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
+    assert response.status_code == 200
+
+
+def test_token_reads_the_environment_and_a_secret_file(
+    m2m_server: AuthorizationServer,
+    tmp_path: Path,
+    clean_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "secret").write_text(m2m_server.client.client_secret)
+    clean_env.setenv("BEARER_M2M_TOKEN_URL", m2m_server.token_url)
+    clean_env.setenv("BEARER_M2M_CLIENT_ID", m2m_server.client.client_id)
+    clean_env.setenv("BEARER_M2M_CLIENT_SECRET", "overridden-by-the-file-flag")
+    assert main(["token", "--client-secret-file", str(tmp_path / "secret")]) == 0
+    assert capsys.readouterr().out.count(".") == 2  # a JWT
+
+
+def test_token_reads_a_config_file(
+    m2m_server: AuthorizationServer,
+    tmp_path: Path,
+    clean_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clean_env.setenv("BEARER_M2M_ISSUER", "https://ignored.example/")  # the file's token_url wins
+    config = tmp_path / "m2m.ini"
+    config.write_text(
+        "[bearer_m2m]\n"
+        f"token_url = {m2m_server.token_url}\n"
+        f"client_id = {m2m_server.client.client_id}\n"
+        f"client_secret = {m2m_server.client.client_secret}\n"
+    )
+    assert main(["token", "--config", str(config)]) == 0
+    assert m2m_server.token_requests == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "code", "message"),
+    [
+        (["token"], "", 2, "set BEARER_M2M_TOKEN_URL or BEARER_M2M_ISSUER"),
+        (["token", "--config", "/nonexistent.ini"], "", 2, "cannot read config file"),
+        (
+            ["token", "--client-secret", "s"],
+            "",
+            2,
+            "unrecognized arguments",
+        ),  # never on the command line
+    ],
+)
+def test_token_usage_errors(argv: list[str], stdin: str, code: int, message: str) -> None:
+    got, out, err = run(argv, stdin)
+    assert got == code and out == "" and message in err
+
+
+def test_token_exit_codes_for_a_refusal_and_an_outage(
+    m2m_server: AuthorizationServer,
+    clean_env: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clean_env.setenv("BEARER_M2M_TOKEN_URL", m2m_server.token_url)
+    clean_env.setenv("BEARER_M2M_CLIENT_ID", m2m_server.client.client_id)
+    clean_env.setenv("BEARER_M2M_CLIENT_SECRET", "wrong")
+    assert main(["token"]) == 3
+    assert "invalid_client" in capsys.readouterr().err
+    clean_env.setenv("BEARER_M2M_CLIENT_SECRET", m2m_server.client.client_secret)
+    m2m_server.html_next(1)
+    assert main(["token"]) == 5
+    monkeypatch.setattr(
+        "bearer_m2m._auth.RetryPolicy", lambda: RetryPolicy(deadline=0.2, initial_backoff=0.01)
+    )
+    m2m_server.fail_next(50, status=503)
+    assert main(["token"]) == 4
+    assert "HTTP 503" in capsys.readouterr().err
+
+
+def test_inspect_shows_claims_and_expiry_unverified(
+    m2m_server: AuthorizationServer,
+    clean_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clean_env.setenv("BEARER_M2M_TOKEN_URL", m2m_server.token_url)
+    clean_env.setenv("BEARER_M2M_CLIENT_ID", m2m_server.client.client_id)
+    clean_env.setenv("BEARER_M2M_CLIENT_SECRET", m2m_server.client.client_secret)
+    assert main(["inspect"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("NOT VERIFIED")
+    assert '"typ": "at+jwt"' in out and f'"client_id": "{m2m_server.client.client_id}"' in out
+    assert "expires: " in out and ("(in 0 h 59 min" in out or "(in 1 h 0 min" in out)
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("opaque-token-value", "an opaque token (not a JWT): 18 characters"),
+        ("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", "expires: not said"),
+        ("eyJhbGciOiJub25lIn0.eyJleHAiOjF9.", "expired "),
+    ],
+)
+def test_inspect_reads_a_token_from_stdin(token: str, expected: str) -> None:
+    code, out, _ = run(["inspect", "--stdin"], stdin=token + "\n")
+    assert code == 0 and expected in out and "opaque-token-value" not in out
