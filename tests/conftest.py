@@ -7,6 +7,8 @@ import pytest
 from bearer_m2m import ClientCredentialsAuth, RetryPolicy
 from tests.servers import ApiServer, TokenServer
 
+pytest_plugins = ["bearer_m2m.testing.pytest_plugin"]
+
 #: Retries that keep the suite fast: milliseconds instead of seconds.
 FAST_RETRY = RetryPolicy(deadline=2.0, initial_backoff=0.01, max_backoff=0.05)
 SECRET = "s3cr3t-Th4t-Must-N3ver-Leak"

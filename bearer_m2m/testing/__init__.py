@@ -12,10 +12,25 @@
             audience=api.audience,
         )
         requests.get(api.url + "things", auth=auth)
+
+Clients can also authenticate with ``private_key_jwt``, ``client_secret_jwt``
+and, on ``AuthorizationServer(tls=True)``, mutual TLS; see
+:meth:`AuthorizationServer.register_client`.
 """
 
 from ._api import ProtectedAPI
 from ._authorization_server import AuthorizationServer
 from ._clients import RegisteredClient
+from ._pki import ClientCertificate, make_self_signed_certificate
+from ._pki import thumbprint as certificate_thumbprint
+from ._quota import Quota
 
-__all__ = ["AuthorizationServer", "ProtectedAPI", "RegisteredClient"]
+__all__ = [
+    "AuthorizationServer",
+    "ClientCertificate",
+    "ProtectedAPI",
+    "Quota",
+    "RegisteredClient",
+    "certificate_thumbprint",
+    "make_self_signed_certificate",
+]

@@ -17,8 +17,9 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
 from joserfc.jwk import KeySet
 
 from ._authorization_server import AuthorizationServer
+from ._clients import printable
 from ._http import LoopbackServer, Request, Response
-from ._oauth import printable
+from ._pki import thumbprint
 
 REDIRECT_PATH = "/redirect"
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -39,12 +40,23 @@ class ProtectedAPI(LoopbackServer):
     ``/redirect?to=URL`` answers 302 (or ``&status=307`` and friends) to
     ``URL`` without looking at the token, for tests of redirects to another
     origin. The server must be running before the API is created.
+
+    A token bound to a client certificate (RFC 8705: its ``cnf`` claim holds an
+    ``x5t#S256``) is accepted only from a client presenting that certificate,
+    which takes ``tls=True``: the API then serves HTTPS with a certificate from
+    the server's CA and asks clients for theirs (optionally: unbound tokens
+    need none). It needs ``AuthorizationServer(tls=True)``.
     """
 
     def __init__(
-        self, server: AuthorizationServer, audience: str | None = None, *, port: int = 0
+        self,
+        server: AuthorizationServer,
+        audience: str | None = None,
+        *,
+        port: int = 0,
+        tls: bool = False,
     ) -> None:
-        super().__init__(port)
+        super().__init__(port, tls=server._mutual_tls_context() if tls else None)
         self.audience = server.default_audience if audience is None else audience
         if not isinstance(self.audience, str) or not self.audience:
             raise ValueError("audience must be a non-empty string")
@@ -147,6 +159,23 @@ class AccessTokenValidator(JWTBearerTokenValidator):  # type: ignore[misc]
         if self._is_revoked(token_string):
             raise InvalidTokenError(realm=self.realm, extra_attributes=self.extra_attributes)
         return claims
+
+    def validate_token(
+        self, token: Any, scopes: Any, request: Request, *args: Any, **kwargs: Any
+    ) -> None:
+        """Authlib's checks, and RFC 8705's: a bound token comes with its certificate."""
+        super().validate_token(token, scopes, request, *args, **kwargs)
+        confirmation = token.get("cnf")
+        bound = confirmation.get("x5t#S256") if isinstance(confirmation, dict) else None
+        if bound is None:
+            return
+        presented = request.client_certificate
+        if presented is None or thumbprint(presented) != bound:
+            raise InvalidTokenError(
+                "The token is bound to a client certificate that was not presented",
+                realm=self.realm,
+                extra_attributes=self.extra_attributes,
+            )
 
 
 def _redirect(request: Request) -> Response:

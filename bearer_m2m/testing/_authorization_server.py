@@ -3,16 +3,36 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import ssl
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+from cryptography import x509
 from joserfc.jwk import KeySet, KeySetSerialization, RSAKey
 
 from . import _faults
-from ._clients import GRANT_TYPE, ClientRegistry, RegisteredClient, check_lifetime
-from ._http import LoopbackServer, Request, Response
-from ._oauth import ALGORITHM, AUTH_METHODS, TokenAuthority
+from ._client_auth import (
+    PRIVATE_KEY_ALGORITHMS,
+    SECRET_ALGORITHMS,
+    PublicKeyLike,
+    public_key_set,
+)
+from ._clients import (
+    ALL_METHODS,
+    GRANT_TYPE,
+    SECRET_METHODS,
+    TLS_METHODS,
+    ClientRegistry,
+    RegisteredClient,
+    check_lifetime,
+)
+from ._http import Handler, LoopbackServer, Request, Response
+from ._oauth import ALGORITHM, TokenAuthority
+from ._pki import ClientCertificate, load_certificate, thumbprint
+from ._quota import PERIODS, Quota, QuotaBook
+from ._tls import ServerTLS
 
 TOKEN_PATH = "/oauth/token"  # noqa: S105  (a path, not a password)
 JWKS_PATH = "/.well-known/jwks.json"
@@ -20,20 +40,38 @@ JWKS_PATH = "/.well-known/jwks.json"
 #: OpenID Connect providers (Auth0 among them) look at the first.
 DISCOVERY_PATHS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
 
+_Server = TypeVar("_Server", bound="AuthorizationServer")
+CertificateLike = str | bytes | os.PathLike[str] | ClientCertificate
+
 
 class AuthorizationServer(LoopbackServer):
     """A real OAuth2 authorization server on 127.0.0.1, for tests and demos.
 
     It issues RS256-signed RFC 9068 JWT access tokens for the client-credentials
     grant the way Auth0 does (``audience``, ``organization``, form or JSON
-    bodies, ``client_secret_post`` or ``client_secret_basic``), publishes its
-    keys and metadata, and lets a test script failures, count requests and
-    revoke tokens. A default client, :attr:`client`, is registered up front.
+    bodies, token quotas), publishes its keys and metadata, and lets a test
+    script failures, count requests and revoke tokens. A default client,
+    :attr:`client`, is registered up front.
+
+    Clients authenticate with every method RFC 7591 names for a token endpoint:
+    ``client_secret_post`` and ``client_secret_basic`` (the default),
+    ``client_secret_jwt`` and ``private_key_jwt`` (RFC 7523 assertions, checked
+    as strictly as Auth0 does), and, with ``tls=True``, ``tls_client_auth`` and
+    ``self_signed_tls_client_auth`` (RFC 8705): see :meth:`register_client`.
 
     ``token_lifetime`` (seconds, at least 1, fractions allowed) applies to
     clients registered without one of their own. Tokens requested with neither
     ``audience`` nor ``resource`` are issued for ``default_audience``, which is
     the issuer unless given.
+
+    ``tls=True`` serves HTTPS with a certificate from a CA made for this
+    server (:attr:`ca_bundle` is the file to trust), and a second HTTPS
+    listener, :attr:`mtls_token_url` on ``mtls_port``, that asks clients for a
+    certificate: the RFC 8705 ``mtls_endpoint_aliases`` token endpoint. Tokens
+    obtained there with a client certificate are bound to it (``cnf``).
+
+    ``client_quota`` and ``organization_quota`` set Auth0's fine-grained token
+    quotas for every client and organization (see :meth:`set_quota`).
 
     Start it with ``with`` (or :meth:`start` and :meth:`stop`); ``port=0`` picks
     a free port.
@@ -45,8 +83,20 @@ class AuthorizationServer(LoopbackServer):
         port: int = 0,
         token_lifetime: float = 3600.0,
         default_audience: str | None = None,
+        tls: bool = False,
+        mtls_port: int = 0,
+        client_quota: Quota | None = None,
+        organization_quota: Quota | None = None,
     ) -> None:
-        super().__init__(port)
+        self._tls_setup = ServerTLS() if tls else None
+        super().__init__(port, tls=None if self._tls_setup is None else self._tls_setup.context)
+        self._mtls: _Listener | None = None
+        if self._tls_setup is not None:
+            self._mtls = _Listener(
+                self._mtls_handle, port=mtls_port, tls=self._tls_setup.mutual_context
+            )
+        self._quotas = QuotaBook(client_quota, organization_quota)
+        self._last_assertion: tuple[dict[str, Any], dict[str, Any]] | None = None
         self.token_lifetime = check_lifetime(token_lifetime)
         self._default_audience = default_audience
         self._key = RSAKey.generate_key(
@@ -65,11 +115,33 @@ class AuthorizationServer(LoopbackServer):
         #: The client registered when the server was created.
         self.client = self.register_client()
 
-    # -- where it lives ------------------------------------------------------------
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self: _Server) -> _Server:
+        """Bind the port(s) and serve in the background; a running server is left as is."""
+        if self._mtls is not None and not self._stopping.is_set():
+            self._mtls.start()  # first: the token endpoint's alias is known from the start
+        try:
+            return super().start()
+        except BaseException:
+            self.stop()  # the alias's port, and the certificate files, go too
+            raise
+
+    def stop(self) -> None:
+        super().stop()
+        if self._mtls is not None:
+            self._mtls.stop()
+        if self._tls_setup is not None:
+            self._tls_setup.close()
+
+    close = stop
+
+    # -- where it lives ------------------------------------------------------------------
 
     @property
     def issuer(self) -> str:
-        """``http://127.0.0.1:PORT/``: the ``iss`` of its tokens, with Auth0's trailing slash."""
+        """``http://127.0.0.1:PORT/`` (``https://`` with TLS): the ``iss`` of its tokens,
+        with Auth0's trailing slash."""
         return self.url
 
     @property
@@ -79,6 +151,66 @@ class AuthorizationServer(LoopbackServer):
     @property
     def jwks_url(self) -> str:
         return self.url + JWKS_PATH.lstrip("/")
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server was made with ``tls=True``."""
+        return self._tls_setup is not None
+
+    @property
+    def mtls_token_url(self) -> str:
+        """The token endpoint that asks for a client certificate (RFC 8705's alias).
+
+        The plain :attr:`token_url` never asks for one, so ``tls_client_auth``
+        and ``self_signed_tls_client_auth`` only work here.
+        """
+        if self._mtls is None:
+            raise RuntimeError("mutual TLS needs AuthorizationServer(tls=True)")
+        return self._mtls.url + TOKEN_PATH.lstrip("/")
+
+    @property
+    def ca_bundle(self) -> str:
+        """Path of the PEM file of the CA behind the server's certificate (``verify=`` it).
+
+        The file lives as long as the server (until :meth:`stop`).
+        """
+        return self._tls_required().ca_bundle
+
+    def ssl_context(self, certificate: ClientCertificate | None = None) -> ssl.SSLContext:
+        """A client-side :class:`ssl.SSLContext` that trusts :attr:`ca_bundle` and presents
+        ``certificate`` if given: for ``httpx.Client(verify=...)``, whose ``cert=``
+        argument is deprecated."""
+        return self._tls_required().client_context(certificate)
+
+    def issue_client_certificate(self, subject_cn: str = "client") -> ClientCertificate:
+        """A client certificate for ``CN=<subject_cn>`` signed by the server's CA.
+
+        It is a ``(cert_path, key_path)`` tuple (``requests``' ``cert=``);
+        ``subject_dn`` gives the ``tls_client_auth_subject_dn`` to register
+        and ``thumbprint`` the ``x5t#S256`` a bound token carries.
+        """
+        return self._tls_required().issue_client_certificate(subject_cn)
+
+    def make_self_signed_certificate(self, cn: str = "self-signed client") -> ClientCertificate:
+        """A self-signed client certificate that the mutual-TLS listener lets through.
+
+        Registered with a client (``certificate=``), it authenticates that
+        client; presented for another client it is refused with
+        ``invalid_client``. (A self-signed certificate the server never saw,
+        such as :func:`bearer_m2m.testing.make_self_signed_certificate` makes,
+        is refused in the TLS handshake instead: Python's :mod:`ssl` cannot
+        accept unknown certificates.)
+        """
+        return self._tls_required().make_self_signed_certificate(cn)
+
+    def _mutual_tls_context(self) -> ssl.SSLContext:
+        """The server-side context of the mutual-TLS listener (for a :class:`ProtectedAPI`)."""
+        return self._tls_required().mutual_context
+
+    def _tls_required(self) -> ServerTLS:
+        if self._tls_setup is None:
+            raise RuntimeError("this needs AuthorizationServer(tls=True)")
+        return self._tls_setup
 
     @property
     def default_audience(self) -> str:
@@ -92,16 +224,34 @@ class AuthorizationServer(LoopbackServer):
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """The RFC 8414 metadata served at both discovery paths."""
-        return {
+        """The RFC 8414 metadata served at both discovery paths.
+
+        ``token_endpoint_auth_methods_supported`` lists the methods that some
+        registered client may use: the secret ones at first, and the others
+        once a client that uses them is registered. With TLS the metadata
+        names the mutual-TLS alias of the token endpoint and says that tokens
+        are bound to certificates.
+        """
+        methods = self._clients.auth_methods()
+        document: dict[str, Any] = {
             "issuer": self.issuer,
             "token_endpoint": self.token_url,
             "jwks_uri": self.jwks_url,
             "grant_types_supported": [GRANT_TYPE],
-            "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+            "token_endpoint_auth_methods_supported": methods,
             # Required by RFC 8414; there is no authorization endpoint, so none.
             "response_types_supported": [],
         }
+        algorithms = [
+            *(PRIVATE_KEY_ALGORITHMS if "private_key_jwt" in methods else ()),
+            *(SECRET_ALGORITHMS if "client_secret_jwt" in methods else ()),
+        ]
+        if algorithms:
+            document["token_endpoint_auth_signing_alg_values_supported"] = algorithms
+        if self._mtls is not None:
+            document["tls_client_certificate_bound_access_tokens"] = True
+            document["mtls_endpoint_aliases"] = {"token_endpoint": self.mtls_token_url}
+        return document
 
     # -- clients ---------------------------------------------------------------------
 
@@ -115,6 +265,10 @@ class AuthorizationServer(LoopbackServer):
         scopes: Iterable[str] | None = None,
         grant_types: Iterable[str] = (GRANT_TYPE,),
         organizations: Iterable[str] | None = None,
+        auth_methods: Iterable[str] | None = None,
+        public_key: PublicKeyLike | None = None,
+        tls_client_auth_subject_dn: str | None = None,
+        certificate: CertificateLike | None = None,
     ) -> RegisteredClient:
         """Register a client; random credentials are made for those not given.
 
@@ -123,8 +277,44 @@ class AuthorizationServer(LoopbackServer):
         scope is given all of its scopes, as on Auth0. ``grant_types`` without
         ``"client_credentials"`` makes a client whose token requests are refused
         with ``unauthorized_client``.
+
+        How the client authenticates:
+
+        - ``public_key``: its key for ``private_key_jwt`` (a public JWK or JWK
+          Set, PEM text or bytes, a PEM file's path, a joserfc or
+          ``cryptography`` key; of a private key only the public half is kept).
+          With several keys the assertion's ``kid`` picks one.
+        - ``tls_client_auth_subject_dn``: the RFC 4514 subject (``"CN=svc"``)
+          of its certificate, which must be issued by the server's CA
+          (:meth:`issue_client_certificate`), for ``tls_client_auth``.
+        - ``certificate``: its self-signed certificate (PEM text or bytes, a
+          file's path, or a :class:`ClientCertificate`), matched by SHA-256
+          thumbprint, for ``self_signed_tls_client_auth``.
+        - ``auth_methods``: the methods it may use; by default those its
+          credentials allow (``client_secret_post`` and ``client_secret_basic``
+          for a client registered with none of the above). Any other method is
+          refused with 401 ``invalid_client``. Every client has a secret, used
+          by ``client_secret_*`` methods only.
+
+        The mutual-TLS methods need ``tls=True``.
         """
-        return self._clients.register(
+        jwks = None if public_key is None else public_key_set(public_key)
+        subject_dn = _subject_dn(tls_client_auth_subject_dn)
+        loaded: x509.Certificate | None = None
+        if certificate is not None:
+            try:
+                loaded = load_certificate(certificate)
+            except OSError as error:
+                raise ValueError(f"certificate: cannot read it: {error.strerror}") from None
+        methods = _auth_methods(
+            auth_methods,
+            private_key=jwks is not None,
+            subject_dn=subject_dn is not None,
+            certificate=loaded is not None,
+        )
+        if any(method in TLS_METHODS for method in methods) or loaded is not None:
+            self._tls_required()  # refused before anything is registered
+        client = self._clients.register(
             client_id,
             client_secret,
             token_lifetime=self.token_lifetime if token_lifetime is None else token_lifetime,
@@ -132,9 +322,23 @@ class AuthorizationServer(LoopbackServer):
             scopes=scopes,
             grant_types=grant_types,
             organizations=organizations,
+            auth_methods=methods,
+            jwks=jwks,
+            tls_client_auth_subject_dn=subject_dn,
+            certificate_thumbprint=None if loaded is None else thumbprint(loaded),
         )
+        if loaded is not None:
+            self._tls_required().trust(loaded)
+        return client
 
     # -- what happened ------------------------------------------------------------------
+
+    @property
+    def last_client_assertion(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The header and claims of the latest client assertion (``private_key_jwt`` or
+        ``client_secret_jwt``) that authenticated a client; ``None`` before any."""
+        with self._lock:
+            return self._last_assertion
 
     @property
     def token_requests(self) -> int:
@@ -148,14 +352,71 @@ class AuthorizationServer(LoopbackServer):
             return self._tokens_issued
 
     def reset(self) -> None:
-        """Counters to zero, scripted faults dropped, ``reject_all_tokens`` off.
+        """Counters to zero, scripted faults dropped, ``reject_all_tokens`` off, token
+        quotas full again, ``last_client_assertion`` forgotten.
 
-        Clients stay registered and revoked tokens stay revoked.
+        Clients stay registered, quota limits stay set, revoked tokens stay
+        revoked and spent assertion ``jti`` values stay spent.
         """
         self._faults.clear()
+        self._quotas.clear_usage()
         with self._lock:
             self._token_requests = self._tokens_issued = 0
             self._reject_all = False
+            self._last_assertion = None
+
+    # -- Auth0's token quotas -------------------------------------------------------------
+
+    def set_quota(
+        self,
+        client_id: str,
+        *,
+        per_hour: int | None = None,
+        per_day: int | None = None,
+        remaining_per_hour: int | None = None,
+        remaining_per_day: int | None = None,
+    ) -> None:
+        """Set a client's token quota (overriding ``client_quota``) and what is left of it.
+
+        A bucket given a new limit starts full unless ``remaining_*`` says
+        otherwise; ``None`` leaves a value as it is. With ``remaining_per_hour=0``
+        the next token request is answered 429 ``too_many_requests``.
+        """
+        self._set_quota(
+            "client", client_id, per_hour, per_day, remaining_per_hour, remaining_per_day
+        )
+
+    def set_organization_quota(
+        self,
+        organization: str,
+        *,
+        per_hour: int | None = None,
+        per_day: int | None = None,
+        remaining_per_hour: int | None = None,
+        remaining_per_day: int | None = None,
+    ) -> None:
+        """:meth:`set_quota` for the tokens asked for with ``organization``."""
+        self._set_quota(
+            "organization", organization, per_hour, per_day, remaining_per_hour, remaining_per_day
+        )
+
+    def _set_quota(
+        self,
+        kind: str,
+        name: str,
+        per_hour: int | None,
+        per_day: int | None,
+        remaining_per_hour: int | None,
+        remaining_per_day: int | None,
+    ) -> None:
+        hour, day = PERIODS  # the bucket names
+        limits = {hour: per_hour, day: per_day}
+        self._quotas.set(
+            kind,
+            name,
+            limits={bucket: value for bucket, value in limits.items() if value is not None},
+            remaining={hour: remaining_per_hour, day: remaining_per_day},
+        )
 
     # -- tokens the API should refuse ------------------------------------------------
 
@@ -218,6 +479,7 @@ class AuthorizationServer(LoopbackServer):
     # -- serving -------------------------------------------------------------------------
 
     def _bound(self) -> None:
+        mtls_token_url = None if self._mtls is None else self.mtls_token_url
         self._authority = TokenAuthority(
             issuer=self.issuer,
             token_url=self.token_url,
@@ -225,6 +487,16 @@ class AuthorizationServer(LoopbackServer):
             clients=self._clients,
             default_audience=self.default_audience,
             on_issue=self._record_issued,
+            # RFC 7523 names the token endpoint; Auth0 wants its issuer (https://TENANT/).
+            assertion_audiences=[
+                self.token_url,
+                self.issuer,
+                *([] if mtls_token_url is None else [mtls_token_url]),
+            ],
+            on_assertion=self._record_assertion,
+            ca=None if self._tls_setup is None else self._tls_setup.ca,
+            mtls_token_url=mtls_token_url,
+            quotas=self._quotas,
         )
 
     def handle(self, request: Request) -> Response | None:
@@ -237,7 +509,15 @@ class AuthorizationServer(LoopbackServer):
             return Response.json(document)
         return Response.json({"error": "not_found", "error_description": "no such endpoint"}, 404)
 
-    def _token_endpoint(self, request: Request) -> Response | None:
+    def _mtls_handle(self, request: Request) -> Response | None:
+        """The mutual-TLS listener serves the token endpoint alone."""
+        if request.path == TOKEN_PATH:
+            return self._token_endpoint(request, url=self.mtls_token_url)
+        return Response.json(
+            {"error": "not_found", "error_description": "only the token endpoint is here"}, 404
+        )
+
+    def _token_endpoint(self, request: Request, url: str | None = None) -> Response | None:
         with self._lock:
             self._token_requests += 1
         fault = self._faults.next()
@@ -250,12 +530,69 @@ class AuthorizationServer(LoopbackServer):
         if request.method != "POST":
             return _method_not_allowed("POST")
         assert self._authority is not None  # set before the first request is served
-        return self._authority.token_response(request)
+        return self._authority.token_response(request, url=url)
+
+    def _record_assertion(self, header: dict[str, Any], claims: dict[str, Any]) -> None:
+        with self._lock:
+            self._last_assertion = (dict(header), dict(claims))
 
     def _record_issued(self, access_token: str) -> None:
         with self._lock:
             self._tokens_issued += 1
             self._live.add(_digest(access_token))
+
+
+class _Listener(LoopbackServer):
+    """Another port of a server: requests go to ``handler``."""
+
+    def __init__(self, handler: Handler, *, port: int, tls: ssl.SSLContext) -> None:
+        super().__init__(port, tls=tls)
+        self._handler = handler
+
+    def handle(self, request: Request) -> Response | None:
+        return self._handler(request)
+
+
+def _auth_methods(
+    requested: Iterable[str] | None, *, private_key: bool, subject_dn: bool, certificate: bool
+) -> tuple[str, ...]:
+    """The client's methods: those asked for, checked against its credentials, or those
+    its credentials allow."""
+    if requested is None:
+        methods = (
+            *(("private_key_jwt",) if private_key else ()),
+            *(("tls_client_auth",) if subject_dn else ()),
+            *(("self_signed_tls_client_auth",) if certificate else ()),
+        )
+        return methods or SECRET_METHODS
+    if isinstance(requested, str):
+        raise TypeError("auth_methods must be a list of method names, not a string")
+    methods = tuple(requested)
+    if not methods or any(method not in ALL_METHODS for method in methods):
+        raise ValueError(f"auth_methods must be some of {', '.join(ALL_METHODS)}")
+    needs = {
+        "private_key_jwt": (private_key, "public_key"),
+        "tls_client_auth": (subject_dn, "tls_client_auth_subject_dn"),
+        "self_signed_tls_client_auth": (certificate, "certificate"),
+    }
+    for method in methods:
+        given, argument = needs.get(method, (True, ""))
+        if not given:
+            raise ValueError(f"{method} needs {argument}=")
+    return methods
+
+
+def _subject_dn(value: str | None) -> str | None:
+    """An RFC 4514 distinguished name (``CN=svc,O=Example``), as ``cryptography`` writes it:
+    certificates' subjects are compared with it attribute by attribute."""
+    if value is None:
+        return None
+    try:
+        return x509.Name.from_rfc4514_string(value).rfc4514_string()
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError(
+            "tls_client_auth_subject_dn must be an RFC 4514 name such as CN=svc"
+        ) from None
 
 
 def _digest(access_token: str) -> bytes:

@@ -4,6 +4,10 @@ The client secret is a throwaway, made at random for this process and good
 only against this loopback server; it is printed (labelled as such) so that
 it can be pasted, or, with ``--secret-file``, written to a file readable by
 its owner only and left out of the output, for scripts and CI logs.
+
+With ``--tls`` both servers speak HTTPS with certificates from a CA made for
+the process (its file is printed as ``ca_bundle``), and the token endpoint's
+mutual-TLS alias is printed as ``mtls_token_url``.
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(options: argparse.Namespace, stop: threading.Event, out: TextIO) -> None:
     """Start the servers, describe them on ``out``, and serve until ``stop`` is set."""
-    server = AuthorizationServer(port=options.port, token_lifetime=options.token_lifetime)
-    with server, ProtectedAPI(server, options.audience, port=options.api_port) as api:
+    tls = bool(getattr(options, "tls", False))
+    server = AuthorizationServer(port=options.port, token_lifetime=options.token_lifetime, tls=tls)
+    with server, ProtectedAPI(server, options.audience, port=options.api_port, tls=tls) as api:
         client = server.client
         if options.secret_file:
             _write_private(options.secret_file, client.client_secret + "\n")
@@ -58,6 +63,13 @@ def serve(options: argparse.Namespace, stop: threading.Event, out: TextIO) -> No
             f"  issuer         {server.issuer}",
             f"  jwks_url       {server.jwks_url}",
             f"  api_url        {api.url}  (audience {api.audience})",
+        ]
+        if tls:
+            lines += [
+                f"  mtls_token_url {server.mtls_token_url}",
+                f"  ca_bundle      {server.ca_bundle}",
+            ]
+        lines += [
             f"  client_id      {client.client_id}",
             f"  {secret_line}",
         ]
@@ -104,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
         "--audience",
         default="https://api.example",
         help="audience the API accepts (default: https://api.example)",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS (a throwaway CA; its file is printed) and a mutual-TLS token endpoint",
     )
     parser.add_argument(
         "--secret-file",

@@ -1,4 +1,4 @@
-"""The clients an authorization server knows, and what each may ask for."""
+"""The clients an authorization server knows, how each authenticates and what it may ask for."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from joserfc.jwk import KeySetSerialization
+
 GRANT_TYPE = "client_credentials"
+
+#: The client authentication methods, in the order the server tries them and lists them.
+SECRET_METHODS = ("client_secret_post", "client_secret_basic")
+JWT_METHODS = ("client_secret_jwt", "private_key_jwt")
+TLS_METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
+ALL_METHODS = SECRET_METHODS + JWT_METHODS + TLS_METHODS
 
 
 @dataclass(frozen=True)
@@ -19,6 +27,15 @@ class RegisteredClient:
     a tuple restricts the client to those values, as Auth0's client grants do.
     ``token_lifetime`` is the lifetime of the tokens issued to this client, in
     seconds. The secret is left out of ``repr``.
+
+    ``auth_methods`` are the token endpoint authentication methods the client
+    may use (RFC 7591 names); any other is refused with ``invalid_client``.
+    ``jwks`` holds its public keys (``private_key_jwt``),
+    ``tls_client_auth_subject_dn`` the RFC 4514 subject its CA-issued
+    certificate must have (``tls_client_auth``) and ``certificate_thumbprint``
+    the ``x5t#S256`` of its self-signed certificate
+    (``self_signed_tls_client_auth``). Every client has a secret, used only
+    if a ``client_secret_*`` method is among its ``auth_methods``.
     """
 
     client_id: str
@@ -28,6 +45,10 @@ class RegisteredClient:
     scopes: tuple[str, ...] | None = field(default=None, kw_only=True)
     grant_types: tuple[str, ...] = field(default=(GRANT_TYPE,), kw_only=True)
     organizations: tuple[str, ...] | None = field(default=None, kw_only=True)
+    auth_methods: tuple[str, ...] = field(default=SECRET_METHODS, kw_only=True)
+    jwks: KeySetSerialization | None = field(default=None, kw_only=True, repr=False, compare=False)
+    tls_client_auth_subject_dn: str | None = field(default=None, kw_only=True)
+    certificate_thumbprint: str | None = field(default=None, kw_only=True)
 
     def check_secret(self, secret: str) -> bool:
         return secrets.compare_digest(self.client_secret.encode(), secret.encode())
@@ -69,6 +90,10 @@ class ClientRegistry:
         scopes: Iterable[str] | None,
         grant_types: Iterable[str],
         organizations: Iterable[str] | None,
+        auth_methods: tuple[str, ...] = SECRET_METHODS,
+        jwks: KeySetSerialization | None = None,
+        tls_client_auth_subject_dn: str | None = None,
+        certificate_thumbprint: str | None = None,
     ) -> RegisteredClient:
         client = RegisteredClient(
             _credential("client_id", client_id, secrets.token_hex(16)),
@@ -78,6 +103,10 @@ class ClientRegistry:
             scopes=_names("scopes", scopes),
             grant_types=_names("grant_types", grant_types) or (),
             organizations=_names("organizations", organizations),
+            auth_methods=auth_methods,
+            jwks=jwks,
+            tls_client_auth_subject_dn=tls_client_auth_subject_dn,
+            certificate_thumbprint=certificate_thumbprint,
         )
         with self._lock:
             if client.client_id in self._clients:
@@ -88,6 +117,12 @@ class ClientRegistry:
     def get(self, client_id: str) -> RegisteredClient | None:
         with self._lock:
             return self._clients.get(client_id)
+
+    def auth_methods(self) -> list[str]:
+        """The methods some registered client may use, in :data:`ALL_METHODS` order."""
+        with self._lock:
+            used = {method for client in self._clients.values() for method in client.auth_methods}
+        return [method for method in ALL_METHODS if method in used]
 
 
 def check_lifetime(seconds: float) -> float:
@@ -119,3 +154,9 @@ def _names(name: str, values: Iterable[str] | None) -> tuple[str, ...] | None:
 
 def _is_name(item: object) -> bool:
     return isinstance(item, str) and bool(item) and not any(c.isspace() for c in item)
+
+
+def printable(text: str) -> str:
+    """``text`` fit for an ``error_description`` (whose characters RFC 6749 restricts)
+    or a quoted header parameter: no quotes, backslashes or control characters."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)[:200]

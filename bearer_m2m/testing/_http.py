@@ -2,8 +2,9 @@
 
 The standard library's :class:`~http.server.ThreadingHTTPServer` does the work;
 this module adds what tests need around it: a background thread, a free port by
-default, clean start and stop, and a request/response pair of plain values so
-that the servers built on it are written as functions of a request.
+default, clean start and stop, optional TLS, and a request/response pair of
+plain values so that the servers built on it are written as functions of a
+request.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import contextlib
 import json
 import logging
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -23,6 +25,8 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 HOST = "127.0.0.1"
+#: Seconds a client has to complete the TLS handshake.
+HANDSHAKE_TIMEOUT = 10.0
 
 logger = logging.getLogger("bearer_m2m.testing")
 
@@ -33,12 +37,18 @@ _Self = TypeVar("_Self", bound="LoopbackServer")
 
 @dataclass(frozen=True)
 class Request:
-    """One HTTP request, read in full."""
+    """One HTTP request, read in full.
+
+    ``client_certificate`` is the DER certificate the client presented on a TLS
+    connection that asked for one (``None``: none asked for, or none given).
+    The server's TLS context has checked it against its trust store.
+    """
 
     method: str
     target: str  # the path and query, as sent
     headers: Message
     body: bytes
+    client_certificate: bytes | None = field(default=None, repr=False)
 
     @property
     def path(self) -> str:
@@ -72,10 +82,14 @@ class LoopbackServer:
     Every connection gets a daemon thread, so a slow answer (or a client that
     keeps its connection open) never holds up the others or the interpreter's
     exit. Use it as a context manager, or call :meth:`start` and :meth:`stop`.
+
+    With ``tls`` (a server-side :class:`ssl.SSLContext`) it serves HTTPS; the
+    handshake happens on the connection's own thread.
     """
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, tls: ssl.SSLContext | None = None) -> None:
         self._port = port
+        self._ssl_context = tls
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -87,7 +101,7 @@ class LoopbackServer:
         if self._stopping.is_set():
             raise RuntimeError(f"{type(self).__name__} was stopped; create a new one")
         if self._httpd is None:
-            httpd = _HTTPServer((HOST, self._port), self._answer)
+            httpd = _HTTPServer((HOST, self._port), self._answer, self._ssl_context)
             self._httpd = httpd
             self._port = httpd.server_address[1]
             self._bound()
@@ -132,10 +146,11 @@ class LoopbackServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT/``, once started."""
+        """``http://127.0.0.1:PORT/`` (``https://`` with TLS), once started."""
         if self._httpd is None:
             raise RuntimeError(f"{type(self).__name__} is not running; call start() first")
-        return f"http://{HOST}:{self._port}/"
+        scheme = "http" if self._ssl_context is None else "https"
+        return f"{scheme}://{HOST}:{self._port}/"
 
     def __repr__(self) -> str:
         where = self.url if self._httpd is not None else "not running"
@@ -173,8 +188,11 @@ class _HTTPServer(ThreadingHTTPServer):
     # Bursts of a thousand simultaneous connections queue rather than get refused.
     request_queue_size = 1024
 
-    def __init__(self, address: tuple[str, int], handler: Handler) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: Handler, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.handler = handler
+        self.tls = tls
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _RequestHandler)
@@ -184,6 +202,27 @@ class _HTTPServer(ThreadingHTTPServer):
             with self._connections_lock:
                 self._connections.add(request)
         super().process_request(request, client_address)
+
+    def process_request_thread(self, request: _RequestType, client_address: Any) -> None:
+        """With TLS, the handshake first, here on the connection's thread: a slow or
+        failed handshake holds up no other connection."""
+        if self.tls is None or not isinstance(request, socket.socket):
+            super().process_request_thread(request, client_address)
+            return
+        try:
+            request.settimeout(HANDSHAKE_TIMEOUT)
+            # Wrapping detaches ``request``: the TLS socket takes its place.
+            connection = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ValueError) as error:
+            # A client that refuses our certificate, or that we refuse (an unknown
+            # client certificate): the client sees why; nothing to report here.
+            logger.debug("TLS handshake with %s failed: %s", client_address, error)
+            self.shutdown_request(request)
+            return
+        with self._connections_lock:
+            self._connections.discard(request)
+            self._connections.add(connection)
+        super().process_request_thread(connection, client_address)
 
     def shutdown_request(self, request: _RequestType) -> None:
         if isinstance(request, socket.socket):
@@ -202,7 +241,9 @@ class _HTTPServer(ThreadingHTTPServer):
     def handle_error(self, request: _RequestType, client_address: Any) -> None:
         """A client that hung up is no error; anything else is logged, not printed."""
         error = sys.exc_info()[1]
-        if not isinstance(error, ConnectionError):
+        if isinstance(error, ssl.SSLError):
+            logger.debug("TLS connection from %s failed: %s", client_address, error)
+        elif not isinstance(error, ConnectionError):
             logger.error("connection from %s failed", client_address, exc_info=error)
 
 
@@ -216,7 +257,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """Silent: a request line may carry a token in its query."""
 
     def _serve(self) -> None:
-        request = Request(self.command, self.path, self.headers, self._read_body())
+        certificate = None
+        if isinstance(self.connection, ssl.SSLSocket):
+            certificate = self.connection.getpeercert(binary_form=True)
+        request = Request(self.command, self.path, self.headers, self._read_body(), certificate)
         response = self.server.handler(request)
         if response is None:
             self.close_connection = True  # the socket closes with no answer

@@ -1,11 +1,14 @@
 """The token endpoint, built on Authlib's authorization server.
 
 Authlib does the OAuth work: client authentication (``client_secret_basic`` and
-``client_secret_post``), the client-credentials grant, scope checks, the token
-response and RFC 6749 error answers. This module plugs it into plain
-:class:`~._http.Request` values, the client registry and Auth0's ways: JSON
-bodies, ``audience`` (or RFC 8707 ``resource``) and ``organization``, and
-Auth0's status codes for refusals.
+``client_secret_post``; RFC 7523's ``private_key_jwt`` and ``client_secret_jwt``
+and RFC 8705's mutual TLS through :mod:`._client_auth`), the client-credentials
+grant, scope checks, the token response and RFC 6749 error answers. This module
+plugs it into plain :class:`~._http.Request` values, the client registry and
+Auth0's ways: JSON bodies, ``audience`` (or RFC 8707 ``resource``) and
+``organization``, token quotas, and Auth0's status codes for refusals. Tokens
+asked for over mutual TLS are bound to the client's certificate (RFC 8705
+section 3: a ``cnf`` claim with its ``x5t#S256``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
@@ -31,10 +34,21 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from ._clients import GRANT_TYPE, ClientRegistry, RegisteredClient
-from ._http import Request, Response
+from . import _client_auth
+from ._clients import (
+    ALL_METHODS,
+    GRANT_TYPE,
+    SECRET_METHODS,
+    ClientRegistry,
+    RegisteredClient,
+    printable,
+)
+from ._http import Headers, Request, Response
+from ._pki import CertificateAuthority, thumbprint
+from ._quota import QuotaBook, QuotaExceeded
 
-AUTH_METHODS = ("client_secret_post", "client_secret_basic")
+#: The methods of a client registered with a secret only (the name predates the others).
+AUTH_METHODS = SECRET_METHODS
 ALGORITHM = "RS256"
 
 #: Auth0 answers these errors with these statuses; Authlib's defaults differ
@@ -47,7 +61,12 @@ _JSON = "application/json"
 class TokenAuthority(AuthorizationServer):  # type: ignore[misc]
     """Authlib's authorization server for one issuer, answering :class:`Request` values.
 
-    ``on_issue`` is told every access token issued (to count and revoke them).
+    ``on_issue`` is told every access token issued (to count and revoke them),
+    ``on_assertion`` the header and claims of every client assertion accepted.
+    Client assertions may name any of ``assertion_audiences`` as their ``aud``;
+    ``ca`` issues the certificates of ``tls_client_auth`` clients, and
+    ``mtls_token_url`` is where those send their requests. ``quotas`` counts
+    tokens per client and organization (``None``: no quotas).
     """
 
     def __init__(
@@ -59,24 +78,46 @@ class TokenAuthority(AuthorizationServer):  # type: ignore[misc]
         clients: ClientRegistry,
         default_audience: str,
         on_issue: Callable[[str], None],
+        assertion_audiences: Sequence[str] = (),
+        on_assertion: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+        ca: CertificateAuthority | None = None,
+        mtls_token_url: str | None = None,
+        quotas: QuotaBook | None = None,
     ) -> None:
         super().__init__()
         self.issuer = issuer
         self.token_url = token_url
+        self.mtls_token_url = mtls_token_url
         self.key = key
         self.default_audience = default_audience
+        self.quotas = quotas
         self._clients = clients
         self._on_issue = on_issue
         self.register_grant(ClientCredentials)
+        audiences = list(assertion_audiences) or [token_url, issuer]
+        replays = _client_auth.ReplayCache()
+        for assertion_method in (_client_auth.ClientSecretJWTAuth, _client_auth.PrivateKeyJWTAuth):
+            self.register_client_auth_method(
+                assertion_method.CLIENT_AUTH_METHOD,
+                assertion_method(
+                    audiences=lambda: audiences,
+                    replays=replays,
+                    on_verified=on_assertion or (lambda header, claims: None),
+                ),
+            )
+        for tls_method in ("tls_client_auth", "self_signed_tls_client_auth"):
+            self.register_client_auth_method(
+                tls_method, _client_auth.MutualTLSAuth(tls_method, ca, lambda: mtls_token_url)
+            )
 
-    def token_response(self, request: Request) -> Response:
-        """Answer a POST to the token endpoint."""
+    def token_response(self, request: Request, *, url: str | None = None) -> Response:
+        """Answer a POST to the token endpoint (at ``url``: the token URL unless given)."""
         try:
             params = read_token_parameters(request)
         except OAuth2Error as error:
             return self.handle_error_response(None, error)
         response: Response = self.create_token_response(
-            TokenRequest(request, self.token_url, params)
+            TokenRequest(request, url or self.token_url, params)
         )
         return response
 
@@ -120,12 +161,14 @@ class TokenAuthority(AuthorizationServer):  # type: ignore[misc]
 class TokenRequest(OAuth2Request):  # type: ignore[misc]
     """A token request as Authlib reads it: ``form`` holds the parameters of a form
     or a JSON body alike, which is how a ``client_secret`` sent in JSON (as Auth0
-    accepts) reaches Authlib's ``client_secret_post`` check."""
+    accepts) reaches Authlib's ``client_secret_post`` check. ``client_certificate``
+    is the DER certificate presented on a mutual-TLS connection."""
 
     def __init__(self, request: Request, url: str, parameters: dict[str, str]) -> None:
         super().__init__(request.method, url, headers=request.headers)
         self.payload = BasicOAuth2Payload(parameters)
         self._parameters = parameters
+        self.client_certificate = request.client_certificate
 
     @property
     def form(self) -> dict[str, str]:
@@ -148,7 +191,7 @@ class ClientModel(ClientMixin):  # type: ignore[misc]
         return self.registered.check_secret(client_secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method in AUTH_METHODS
+        return method in self.registered.auth_methods
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type in self.registered.grant_types
@@ -160,8 +203,9 @@ class ClientModel(ClientMixin):  # type: ignore[misc]
 class ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
     """Authlib's client-credentials grant, plus Auth0's audience and organization."""
 
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(ALL_METHODS)
     server: TokenAuthority
+    request: TokenRequest
     client: ClientModel
     audience: str  # the token's ``aud``, once the request is validated
     organization: str | None  # its ``org_id``
@@ -186,12 +230,24 @@ class ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
             )
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        """Authlib's version without its debug log line, which holds the whole token."""
+        """Authlib's version without its debug log line, which holds the whole token;
+        with the quota counted (and its headers), and the token bound to the client's
+        certificate when one was presented."""
+        quota_headers: Headers = []
+        if self.server.quotas is not None:
+            try:
+                quota_headers = self.server.quotas.charge(
+                    self.client.get_client_id(), self.organization
+                )
+            except QuotaExceeded as exceeded:
+                raise TooManyRequestsError(exceeded.headers) from None
+        certificate = self.request.client_certificate
         generator = AccessTokenGenerator(
             self.server.issuer,
             self.server.key,
             audience=self.audience,
             organization=self.organization,
+            confirmation=None if certificate is None else thumbprint(certificate),
         )
         token: dict[str, Any] = generator.generate(
             GRANT_TYPE,
@@ -200,7 +256,22 @@ class ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
             include_refresh_token=False,
         )
         self.save_token(token)
-        return 200, token, self.TOKEN_RESPONSE_HEADER
+        return 200, token, [*self.TOKEN_RESPONSE_HEADER, *quota_headers]
+
+
+class TooManyRequestsError(OAuth2Error):  # type: ignore[misc]
+    """Auth0's answer once a token quota is used up."""
+
+    error = "too_many_requests"
+    status_code = 429
+
+    def __init__(self, headers: Headers) -> None:
+        super().__init__("Too many requests: the token quota is used up, see the quota headers")
+        self._extra_headers = list(headers)
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        return [*headers, *self._extra_headers]
 
 
 class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
@@ -219,15 +290,25 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
     as long as its lifetime and at most a second longer; ``expires_in`` is the
     lifetime rounded down. A client that trusts ``expires_in`` never holds a
     token the API has started to refuse.
+
+    ``confirmation`` (a certificate's ``x5t#S256``) binds the token to that
+    certificate: RFC 8705's ``cnf`` claim.
     """
 
     def __init__(
-        self, issuer: str, key: RSAKey, *, audience: str, organization: str | None
+        self,
+        issuer: str,
+        key: RSAKey,
+        *,
+        audience: str,
+        organization: str | None,
+        confirmation: str | None = None,
     ) -> None:
         super().__init__(issuer, alg=ALGORITHM, expires_generator=_expires_in)
         self._key = key
         self._audience = audience
         self._organization = organization
+        self._confirmation = confirmation
 
     def get_jwks(self) -> RSAKey:
         return self._key
@@ -249,6 +330,8 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
             claims["scope"] = scope
         if self._organization is not None:
             claims["org_id"] = self._organization
+        if self._confirmation is not None:
+            claims["cnf"] = {"x5t#S256": self._confirmation}
         key = self.get_jwks()
         header = {"alg": self.alg, "typ": "at+jwt", "kid": key.kid}
         return jwt.encode(header, claims, key, algorithms=[ALGORITHM])
@@ -307,9 +390,3 @@ def _expires_in(client: ClientModel, grant_type: str) -> int:
 def _tried_basic(request: TokenRequest | None) -> bool:
     authorization = "" if request is None else request.headers.get("Authorization") or ""
     return authorization[:6].lower() == "basic "
-
-
-def printable(text: str) -> str:
-    """``text`` fit for an ``error_description`` (whose characters RFC 6749 restricts)
-    or a quoted header parameter: no quotes, backslashes or control characters."""
-    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)[:200]

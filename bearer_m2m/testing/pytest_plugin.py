@@ -17,12 +17,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from .. import ClientCredentialsAuth
+from .. import ClientCredentialsAuth, RetryPolicy
 from ._api import ProtectedAPI
 from ._authorization_server import AuthorizationServer
 
 #: The audience of the session's API, as an Auth0 API identifier would be.
 M2M_AUDIENCE = "https://api.example"
+#: Retries for tests: the same policy, on a shorter clock.
+TEST_RETRY = RetryPolicy(deadline=5.0, initial_backoff=0.02, max_backoff=0.2)
 
 
 @pytest.fixture(scope="session")
@@ -58,10 +60,12 @@ def m2m_api(
 
 @pytest.fixture
 def m2m_auth(m2m_server: AuthorizationServer, m2m_api: ProtectedAPI) -> ClientCredentialsAuth:
-    """A fresh ``ClientCredentialsAuth`` for the server's client and the API's audience."""
+    """A fresh ``ClientCredentialsAuth`` for the server's client and the API's audience,
+    retrying a failing token endpoint within milliseconds rather than seconds."""
     return ClientCredentialsAuth(
         m2m_server.token_url,
         client_id=m2m_server.client.client_id,
         client_secret=m2m_server.client.client_secret,
         audience=m2m_api.audience,
+        retry=TEST_RETRY,
     )
