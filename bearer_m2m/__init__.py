@@ -1,7 +1,10 @@
 """OAuth2 client-credentials bearer tokens for requests and httpx, in one ``auth=`` object."""
 
 from ._auth import ClientCredentialsAuth
+from ._file_cache import FileCache
 from ._policy import RetryPolicy
+from ._redis_cache import RedisCache
+from ._shared import TokenCache
 from .errors import (
     ConfigurationError,
     InsecureTransportError,
@@ -14,9 +17,12 @@ from .errors import (
 __all__ = [
     "ClientCredentialsAuth",
     "ConfigurationError",
+    "FileCache",
     "InsecureTransportError",
     "InvalidTokenResponse",
+    "RedisCache",
     "RetryPolicy",
+    "TokenCache",
     "TokenEndpointUnavailable",
     "TokenError",
     "TokenRequestRejected",

@@ -6,6 +6,7 @@ tokens belongs to :class:`~bearer_m2m._source.TokenSource`.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
@@ -24,7 +25,8 @@ from ._discovery import choose_method, discover, token_endpoint
 from ._env import settings_from_env
 from ._fetcher import TokenFetcher
 from ._policy import RefreshPolicy, RetryPolicy
-from ._source import TokenSource
+from ._shared import SharedTokens, TokenCache
+from ._source import Fetch, TokenSource
 from ._transport import require_secure_url
 from .errors import ConfigurationError
 
@@ -69,6 +71,7 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
         default_lifetime: float = 3600.0,
         forced_refresh_interval: float = 30.0,
         retry: RetryPolicy | None = None,
+        cache: TokenCache | None = None,
         allow_insecure_http: bool = False,
     ) -> None:
         self._config = build_config(
@@ -99,9 +102,13 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
         retry = retry or RetryPolicy()
         fetcher = TokenFetcher(self._config, retry)
         # No caller waits longer than one fetch may take, retries included.
-        self._source = TokenSource(
-            fetcher.fetch, policy, wait_limit=retry.deadline + self._config.timeout + 1.0
-        )
+        wait_limit = retry.deadline + self._config.timeout + 1.0
+        obtain: Fetch = fetcher.fetch
+        if cache is not None:
+            shared = SharedTokens(cache, self._config, policy)
+            obtain = functools.partial(shared.obtain, fetcher.fetch)
+            wait_limit += shared.lock_timeout  # another process may be fetching
+        self._source = TokenSource(obtain, policy, wait_limit=wait_limit)
         self._allow_insecure_http = allow_insecure_http
 
     # -- other ways to build one --------------------------------------------------

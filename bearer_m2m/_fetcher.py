@@ -54,7 +54,8 @@ class TokenFetcher:
     def __repr__(self) -> str:
         return f"<TokenFetcher {self._config.token_url!r} client_id={self._config.client_id!r}>"
 
-    def fetch(self) -> GrantedToken:
+    def fetch(self, rejected: str | None = None) -> GrantedToken:
+        """A new token from the server (which never hands out ``rejected`` again)."""
         started = time.monotonic()
         deadline = started + self._retry.deadline
         for attempt in itertools.count():

@@ -59,15 +59,20 @@ class RefreshPolicy:
         _require_seconds(self, "refresh_ahead", "expiry_leeway", "forced_refresh_interval")
         _require_seconds(self, "default_lifetime", positive=True)
 
+    def lifetime_of(self, granted: GrantedToken) -> float:
+        """Seconds the token has left: as the server said, else the default."""
+        return self.default_lifetime if granted.expires_in is None else granted.expires_in
+
     def schedule(self, granted: GrantedToken, now: float) -> CachedToken:
-        lifetime = self.default_lifetime if granted.expires_in is None else granted.expires_in
+        remaining = self.lifetime_of(granted)
+        lifetime = granted.lifetime or remaining  # margins scale with the whole lifetime
         leeway = min(self.expiry_leeway, lifetime * LEEWAY_FRACTION)
         ahead = max(leeway, min(self.refresh_ahead, lifetime * REFRESH_AHEAD_FRACTION))
         return CachedToken(
             access_token=granted.access_token,
             obtained_at=now,
-            refresh_at=now + lifetime - ahead,
-            expires_at=now + lifetime - leeway,
+            refresh_at=now + remaining - ahead,
+            expires_at=now + remaining - leeway,
         )
 
     @staticmethod

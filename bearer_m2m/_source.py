@@ -23,7 +23,9 @@ from .errors import TokenEndpointUnavailable, TokenError
 
 logger = logging.getLogger("bearer_m2m")
 
-Fetch = Callable[[], GrantedToken]
+#: Obtains a token; its argument is a token an API rejected, not to be handed out again
+#: (a shared cache may still hold it).
+Fetch = Callable[[str | None], GrantedToken]
 
 
 class TokenSource:
@@ -43,6 +45,7 @@ class TokenSource:
         self._clock = clock
         self._cached: CachedToken | None = None
         self._flight: Flight | None = None
+        self._rejected: str | None = None
         self._last_forced_refresh = -policy.forced_refresh_interval
         self._quota_guard_warned = False
         self._lock = threading.Lock()
@@ -142,6 +145,7 @@ class TokenSource:
                 self._quota_guard_warned = False
             logger.info("token %s was rejected with 401; replacing it", fingerprint(rejected))
             self._cached = None
+            self._rejected = rejected
             return True
 
     def _check_in(self) -> str | Flight:
@@ -163,15 +167,18 @@ class TokenSource:
         """Start a fetch in its own thread (called with the lock held)."""
         flight = self._flight = Flight()
         threading.Thread(
-            target=self._fly, args=(flight,), name="bearer_m2m-token-fetch", daemon=True
+            target=self._fly,
+            args=(flight, self._rejected),
+            name="bearer_m2m-token-fetch",
+            daemon=True,
         ).start()
         return flight
 
-    def _fly(self, flight: Flight) -> None:
+    def _fly(self, flight: Flight, rejected: str | None) -> None:
         # BaseException too: whatever ends the fetch must reach the waiters,
         # or they would wait for nothing.
         try:
-            granted = self._fetch()
+            granted = self._fetch(rejected)
         except BaseException as exc:
             with self._lock:
                 if self._flight is flight:

@@ -22,10 +22,15 @@ def fingerprint(access_token: str) -> str:
 
 @dataclass(frozen=True)
 class GrantedToken:
-    """An access token and how long the server said it lives (``None``: not said)."""
+    """An access token and how long the server said it lives (``None``: not said).
+
+    ``lifetime`` is its whole lifetime when that differs from ``expires_in``: a
+    token another process fetched a while ago and stored in a shared cache.
+    """
 
     access_token: str = field(repr=False)
     expires_in: float | None
+    lifetime: float | None = None
 
     @property
     def fingerprint(self) -> str:

@@ -1,0 +1,79 @@
+"""A token cache in Redis, shared by the processes of many hosts."""
+
+from __future__ import annotations
+
+import base64
+from contextlib import AbstractContextManager
+from typing import Any
+
+import redis
+
+from .errors import ConfigurationError
+
+
+class RedisCache:
+    """Keeps tokens in Redis, where every host of a fleet finds them.
+
+    A token is stored with a TTL that ends before the token does. One host
+    fetches under a Redis lock (redis-py's: released only by its owner, expiring
+    if the owner dies) while the others wait for it, within ``lock_timeout``.
+    When Redis is unreachable or slow, tokens are fetched locally (with one
+    warning), and no call waits longer than ``socket_timeout``.
+
+    Pass a URL, or a synchronous redis-py client (``Redis``, ``RedisCluster``,
+    or a Sentinel's ``master_for(...)``): ``cache=RedisCache("redis://cache:6379/0")``.
+    """
+
+    def __init__(
+        self,
+        client_or_url: str | Any,
+        *,
+        encryption_key: bytes | None = None,
+        lock_timeout: float = 30.0,
+        socket_timeout: float = 1.0,
+    ) -> None:
+        if isinstance(client_or_url, str):
+            client_or_url = redis.Redis.from_url(
+                client_or_url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            )
+        elif not callable(getattr(client_or_url, "lock", None)) or _is_async(client_or_url):
+            raise ConfigurationError(
+                "RedisCache takes a URL or a synchronous redis-py client "
+                "(it runs in bearer_m2m's fetch thread, never on the event loop)"
+            )
+        self._redis = client_or_url
+        self._encryption_key = encryption_key
+        self._lock_timeout = lock_timeout
+
+    def __repr__(self) -> str:
+        # Host, port and database only: a client's own repr may show more than a log should.
+        pool = getattr(self._redis, "connection_pool", None)
+        settings = getattr(pool, "connection_kwargs", {})
+        where = f"{settings.get('host', '?')}:{settings.get('port', '?')}/{settings.get('db', 0)}"
+        return f"RedisCache({where if settings else type(self._redis).__name__})"
+
+    @property
+    def lock_timeout(self) -> float:
+        return self._lock_timeout
+
+    def encryption_key(self) -> bytes | None:
+        return self._encryption_key
+
+    def refresh_lock(self, key: str) -> AbstractContextManager[object]:
+        # The lock outlives no fetch: it expires after the longest wait anybody accepts.
+        lock: AbstractContextManager[object] = self._redis.lock(
+            f"{key}:lock", timeout=self._lock_timeout, blocking_timeout=self._lock_timeout
+        )
+        return lock
+
+    def load(self, key: str) -> bytes | None:
+        # base64, so that clients made with decode_responses=True read it too
+        value = self._redis.get(key)
+        return base64.b64decode(value) if isinstance(value, (bytes, str)) else None
+
+    def store(self, key: str, blob: bytes, ttl: float) -> None:
+        self._redis.set(key, base64.b64encode(blob), px=max(1, int(ttl * 1000)))
+
+
+def _is_async(client: object) -> bool:
+    return type(client).__module__.startswith("redis.asyncio")
