@@ -37,7 +37,7 @@ class Fetch:
         self.fail_with: Exception | None = None
         self._lock = threading.Lock()
 
-    def __call__(self) -> GrantedToken:
+    def __call__(self, rejected: str | None = None) -> GrantedToken:
         with self._lock:
             self.calls += 1
             serial = self.calls
