@@ -33,19 +33,12 @@ class FileCache:
         lock_timeout: float = 30.0,
     ) -> None:
         self.path = os.fspath(path)
-        self._encryption_key = encryption_key
-        self._lock_timeout = lock_timeout
+        self.encryption_key = encryption_key
+        self.lock_timeout = lock_timeout
         self._lock = FileLock(self.path + ".lock", timeout=lock_timeout, mode=0o600)
 
     def __repr__(self) -> str:
         return f"FileCache({self.path!r})"
-
-    @property
-    def lock_timeout(self) -> float:
-        return self._lock_timeout
-
-    def encryption_key(self) -> bytes | None:
-        return self._encryption_key
 
     def refresh_lock(self, key: str) -> AbstractContextManager[object]:
         return self._lock

@@ -42,8 +42,8 @@ class RedisCache:
                 "(it runs in bearer_m2m's fetch thread, never on the event loop)"
             )
         self._redis = client_or_url
-        self._encryption_key = encryption_key
-        self._lock_timeout = lock_timeout
+        self.encryption_key = encryption_key
+        self.lock_timeout = lock_timeout
 
     def __repr__(self) -> str:
         # Host, port and database only: a client's own repr may show more than a log should.
@@ -52,17 +52,10 @@ class RedisCache:
         where = f"{settings.get('host', '?')}:{settings.get('port', '?')}/{settings.get('db', 0)}"
         return f"RedisCache({where if settings else type(self._redis).__name__})"
 
-    @property
-    def lock_timeout(self) -> float:
-        return self._lock_timeout
-
-    def encryption_key(self) -> bytes | None:
-        return self._encryption_key
-
     def refresh_lock(self, key: str) -> AbstractContextManager[object]:
         # The lock outlives no fetch: it expires after the longest wait anybody accepts.
         lock: AbstractContextManager[object] = self._redis.lock(
-            f"{key}:lock", timeout=self._lock_timeout, blocking_timeout=self._lock_timeout
+            f"{key}:lock", timeout=self.lock_timeout, blocking_timeout=self.lock_timeout
         )
         return lock
 

@@ -48,19 +48,17 @@ class TokenCache(Protocol):
     which then fetches on its own.
     """
 
+    #: Seconds a process waits for another one's fetch before fetching on its own.
+    lock_timeout: float
+    #: A key of the cache's own, or ``None`` to derive one from the client's credentials.
+    encryption_key: bytes | None
+
     def load(self, key: str) -> bytes | None: ...
 
     def store(self, key: str, blob: bytes, ttl: float) -> None: ...
 
     def refresh_lock(self, key: str) -> AbstractContextManager[object]:
         """Held by one process at a time; waiting for it gives up after ``lock_timeout`` s."""
-        ...
-
-    @property
-    def lock_timeout(self) -> float: ...
-
-    def encryption_key(self) -> bytes | None:
-        """A key of the cache's own, or ``None`` to derive one from the client's credentials."""
         ...
 
 
@@ -83,7 +81,7 @@ class SharedTokens:
         self._cache = cache
         self._policy = policy
         self._key = cache_key(config)
-        self._aead = AESGCM(_derive_key(cache.encryption_key() or _credential_material(config)))
+        self._aead = AESGCM(_derive_key(cache.encryption_key or _credential_material(config)))
         self._warned = threading.Event()
 
     def __repr__(self) -> str:
