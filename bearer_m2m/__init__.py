@@ -3,6 +3,7 @@
 from ._auth import ClientCredentialsAuth
 from ._file_cache import FileCache
 from ._policy import RetryPolicy
+from ._ratelimit import QuotaBucket, RateLimit
 from ._redis_cache import RedisCache
 from ._shared import TokenCache
 from .errors import (
@@ -20,6 +21,8 @@ __all__ = [
     "FileCache",
     "InsecureTransportError",
     "InvalidTokenResponse",
+    "QuotaBucket",
+    "RateLimit",
     "RedisCache",
     "RetryPolicy",
     "TokenCache",

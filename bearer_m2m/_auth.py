@@ -210,6 +210,16 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
         fields = ", ".join(f"{name}={value!r}" for name, value in shown.items())
         return f"{type(self).__name__}({fields})"
 
+    @property
+    def token_url(self) -> str:
+        """The token endpoint in use (after discovery, the one the server named)."""
+        return self._config.token_url
+
+    @property
+    def auth_method(self) -> str:
+        """How the client authenticates, as given or as chosen."""
+        return self._config.auth_method
+
     # -- the token, for callers that need it directly -------------------------
 
     def token(self) -> str:

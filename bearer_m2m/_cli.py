@@ -50,6 +50,7 @@ SETTING_FLAGS = {
     "organization": "ORGANIZATION",
     "scope": "SCOPE",
     "auth_method": "AUTH_METHOD",
+    "ca_bundle": "CA_BUNDLE",
 }
 CONFIG_SECTION = "bearer_m2m"
 
@@ -138,6 +139,9 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--organization")
     parser.add_argument("--scope")
     parser.add_argument("--auth-method", metavar="METHOD")
+    parser.add_argument(
+        "--ca-bundle", metavar="PATH", help="CA certificates to trust for the token endpoint"
+    )
     parser.add_argument(
         "--config", metavar="FILE", help=f"an INI file with a [{CONFIG_SECTION}] section"
     )

@@ -11,8 +11,9 @@ import requests
 
 from ._client_auth import KEY_METHODS, TLS_METHODS
 from ._config import Verify
+from ._fetcher import tls_failure
 from ._transport import require_secure_url
-from .errors import ConfigurationError, TokenEndpointUnavailable
+from .errors import ConfigurationError, TokenEndpointUnavailable, TokenError
 
 #: Methods tried in this order when the caller names none (Auth0's default first).
 PREFERRED_METHODS = {
@@ -68,6 +69,8 @@ def _fetch_first(urls: Sequence[str], *, verify: Verify, timeout: float) -> Mapp
     for url in urls:
         try:
             response = requests.get(url, timeout=timeout, verify=verify, allow_redirects=False)
+        except requests.exceptions.SSLError as exc:  # as the token request reports it
+            raise TokenError(tls_failure(urlsplit(url).netloc)) from exc
         except requests.RequestException as exc:
             raise TokenEndpointUnavailable(
                 f"discovery at {urlsplit(url).netloc} failed ({type(exc).__name__})"

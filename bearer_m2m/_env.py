@@ -20,7 +20,7 @@ PLAIN_SETTINGS = {
     "SCOPE": "scope",
     "AUTH_METHOD": "auth_method",
 }
-FILE_SETTINGS = ("CLIENT_SECRET_FILE", "PRIVATE_KEY_FILE", "CERT_FILE", "KEY_FILE")
+FILE_SETTINGS = ("CLIENT_SECRET_FILE", "PRIVATE_KEY_FILE", "CERT_FILE", "KEY_FILE", "CA_BUNDLE")
 ENDPOINT_SETTINGS = ("TOKEN_URL", "ISSUER")
 KNOWN = {*PLAIN_SETTINGS, *FILE_SETTINGS, *ENDPOINT_SETTINGS}
 
@@ -61,6 +61,8 @@ def settings_from_env(prefix: str, environ: Mapping[str, str]) -> dict[str, Any]
         settings["client_secret"] = _read_secret(values["CLIENT_SECRET_FILE"], problems)
     if "PRIVATE_KEY_FILE" in values:
         settings["private_key"] = values["PRIVATE_KEY_FILE"]
+    if "CA_BUNDLE" in values:  # a private CA for the token endpoint and discovery
+        settings["verify"] = values["CA_BUNDLE"]
     if "KEY_FILE" in values and "CERT_FILE" not in values:
         problems.append(f"{prefix}KEY_FILE needs {prefix}CERT_FILE")
     elif "CERT_FILE" in values:

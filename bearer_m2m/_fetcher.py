@@ -101,9 +101,7 @@ class TokenFetcher:
             raise
         except requests.exceptions.SSLError as exc:
             # Retrying cannot fix a certificate that fails verification.
-            raise TokenError(
-                f"TLS with the token endpoint {self._host} failed; check verify= and cert="
-            ) from exc
+            raise TokenError(tls_failure(self._host)) from exc
         except (
             requests.ConnectionError,
             requests.Timeout,
@@ -203,6 +201,13 @@ class TokenFetcher:
         if rate_limit is not None and any(bucket.is_low for bucket in rate_limit.quotas):
             logger.warning("the M2M token quota runs low: %s", rate_limit)
         return response
+
+
+def tls_failure(host: str) -> str:
+    return (
+        f"TLS with {host} failed: its certificate is not trusted or the client certificate "
+        "was refused; check verify= (BEARER_M2M_CA_BUNDLE, --ca-bundle) and cert="
+    )
 
 
 def _json_object(response: requests.Response) -> dict[str, Any] | None:

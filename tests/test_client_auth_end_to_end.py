@@ -706,18 +706,21 @@ def mtls_argv(
     ]
 
 
-def test_cli_token_over_mutual_tls_trusting_the_ca_through_requests_ca_bundle(
+@pytest.mark.parametrize("trust", ["--ca-bundle", "BEARER_M2M_CA_BUNDLE", "REQUESTS_CA_BUNDLE"])
+def test_cli_token_over_mutual_tls_trusting_the_ca(
+    trust: str,
     tls_server: AuthorizationServer,
     tls_api: ProtectedAPI,
     ca_client: tuple[RegisteredClient, ClientCertificate],
 ) -> None:
-    """The command has no CA flag; requests' REQUESTS_CA_BUNDLE serves, for discovery and
-    for the token request alike."""
+    """The private CA is trusted for discovery and the token request alike, through the
+    flag, the setting, or requests' own variable."""
     client, certificate = ca_client
-    done = run_cli(
-        mtls_argv("token", tls_server, client.client_id, certificate),
-        REQUESTS_CA_BUNDLE=tls_server.ca_bundle,
-    )
+    argv = mtls_argv("token", tls_server, client.client_id, certificate)
+    if trust == "--ca-bundle":
+        done = run_cli([*argv, "--ca-bundle", tls_server.ca_bundle], REQUESTS_CA_BUNDLE="")
+    else:
+        done = run_cli(argv, **{trust: tls_server.ca_bundle})
     assert (done.returncode, done.stderr) == (EXIT_OK, "")
     token = done.stdout.strip()
     assert verified_claims(tls_server, token)["cnf"] == {"x5t#S256": certificate.thumbprint}
@@ -745,7 +748,7 @@ def test_cli_over_mutual_tls_fails_without_trusting_the_ca(
     done = run_cli(argv, REQUESTS_CA_BUNDLE="", CURL_CA_BUNDLE="")
     assert done.returncode not in (EXIT_OK, EXIT_REJECTED)
     assert done.stdout == ""
-    assert "SSLError" in done.stderr or "TLS" in done.stderr
+    assert "TLS with 127.0.0.1" in done.stderr and "--ca-bundle" in done.stderr
     assert tls_server.tokens_issued == 0
 
 

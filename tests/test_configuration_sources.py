@@ -334,3 +334,15 @@ def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BEARER_M2M_CLIENT_ID", "from-os")
     monkeypatch.setenv("BEARER_M2M_CLIENT_SECRET", "s")
     assert ClientCredentialsAuth.from_env()._config.client_id == "from-os"
+
+
+def test_from_env_trusts_a_private_ca_bundle() -> None:
+    env = {
+        "BEARER_M2M_TOKEN_URL": "https://t.example/token",
+        "BEARER_M2M_CLIENT_ID": "c",
+        "BEARER_M2M_CLIENT_SECRET": "s",
+        "BEARER_M2M_CA_BUNDLE": "/etc/ssl/private-ca.pem",
+    }
+    auth = ClientCredentialsAuth.from_env(environ=env)
+    assert auth._config.verify == "/etc/ssl/private-ca.pem"
+    assert (auth.token_url, auth.auth_method) == ("https://t.example/token", "client_secret_post")
