@@ -1,8 +1,11 @@
 """Per-request cost of the auth object once a token is cached.
 
-Every contender first fetches a real token from a loopback ``TokenServer``
-(tests/servers.py); then only the header-setting step is timed, on fresh
-request objects built outside the timed loop:
+Every contender first fetches a real token (an RS256 JWT for the audience
+``AUDIENCE``) from the project's local authorization server,
+``bearer_m2m.testing.AuthorizationServer``, and the header it then sets is
+checked against ``bearer_m2m.testing.ProtectedAPI`` (so each peer demonstrably
+sent the audience). Then only the header-setting step is timed, on fresh request
+objects built outside the timed loop; nothing is sent during the timed loops:
 
 * requests: ``auth(prepared_request)``
 * httpx:    ``next(auth.sync_auth_flow(request))`` on a new generator each time
@@ -39,7 +42,7 @@ from requests.auth import AuthBase  # noqa: E402
 from requests.hooks import default_hooks  # noqa: E402
 
 from bearer_m2m import ClientCredentialsAuth  # noqa: E402
-from tests.servers import TokenServer  # noqa: E402
+from bearer_m2m.testing import AuthorizationServer, ProtectedAPI  # noqa: E402
 
 #: What the API call would go to; https like production, so that no
 #: insecure-transport check runs. Nothing is ever sent there.
@@ -47,10 +50,37 @@ API_URL = "https://api.example.com/v1/items?page=2"
 #: The same over plain http to a loopback host (dev/test set-ups).
 LOOPBACK_API_URL = "http://127.0.0.1:8080/v1/items?page=2"
 
+#: The API the tokens are for. Every contender sends it as ``audience`` in its token
+#: request; the server's default audience is another one, so a token requested
+#: without it would be refused by the API.
+AUDIENCE = "https://api.example.com/"
+
 TARGET_REQUESTS_US = 1.0
 TARGET_HTTPX_US = 1.5
 
-CLIENT = {"client_id": "bench-client", "client_secret": "bench-secret"}
+
+class Servers:
+    """The local authorization server and an API that accepts its tokens for ``AUDIENCE``."""
+
+    def __init__(self) -> None:
+        self.token = AuthorizationServer().start()
+        self.api = ProtectedAPI(self.token, audience=AUDIENCE).start()
+        self.token_url = self.token.token_url
+        self.credentials = {
+            "client_id": self.token.client.client_id,
+            "client_secret": self.token.client.client_secret,
+        }
+
+    def accepts(self, authorization: str) -> bool:
+        """Whether the API answers 200 to this ``Authorization`` header."""
+        response = requests.get(
+            self.api.url + "v1/items", headers={"Authorization": authorization}, timeout=10
+        )
+        return response.status_code == 200
+
+    def close(self) -> None:
+        self.api.stop()
+        self.token.stop()
 
 
 # -- the floors -----------------------------------------------------------------
@@ -134,19 +164,21 @@ def httpx_step(auth: httpx.Auth) -> Callable[[httpx.Request], httpx.Request]:
     return step
 
 
-def warm_up(contender: Contender, server: TokenServer) -> None:
+def warm_up(contender: Contender, servers: Servers) -> None:
     """Fetch the contender's token (one real request to the token server) and
-    check that the header it sets is a bearer token."""
+    check that the API accepts the header it sets (static floors excepted)."""
     assert contender.call is not None and contender.make_batch is not None
-    before = server.count
+    before = servers.token.token_requests
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         request = contender.call(contender.make_batch(1)[0])
         contender.call(contender.make_batch(1)[0])
-    fetched = server.count - before
+    fetched = servers.token.token_requests - before
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         raise RuntimeError(f"unexpected Authorization header {header[:20]!r}")
+    if not (contender.is_floor or contender.alt_floor) and not servers.accepts(header):
+        contender.note += " [the API refused its token]"
     expected = 1 if contender.fetches_on_first_call and not contender.is_floor else 0
     if fetched != expected:
         contender.note += f" [warm-up made {fetched} token requests]"
@@ -195,10 +227,10 @@ def quiet_import(fn: Callable[[], Any]) -> tuple[Any, list[str]]:
     return made, names
 
 
-def requests_contenders(server: TokenServer) -> list[Contender]:
+def requests_contenders(servers: Servers) -> list[Contender]:
     batch = requests_batch(API_URL)
     floor = StaticRequestsAuth()
-    ours = ClientCredentialsAuth(server.token_url, **CLIENT)
+    ours = ClientCredentialsAuth(servers.token_url, **servers.credentials, audience=AUDIENCE)
     out = [
         Contender("static header (floor)", floor, batch, is_floor=True),
         Contender("bearer_m2m ClientCredentialsAuth", ours, batch, target_us=TARGET_REQUESTS_US),
@@ -216,7 +248,8 @@ def requests_contenders(server: TokenServer) -> list[Contender]:
     except ImportError:
         out.append(Contender("requests-auth OAuth2ClientCredentials", skipped="not installed"))
     else:
-        ra = RAClientCredentials(server.token_url, **CLIENT)
+        # Extra keyword arguments go into the token request's body.
+        ra = RAClientCredentials(servers.token_url, **servers.credentials, audience=AUDIENCE)
         out.append(Contender("requests-auth OAuth2ClientCredentials", ra, batch))
 
     try:
@@ -226,8 +259,10 @@ def requests_contenders(server: TokenServer) -> list[Contender]:
     else:
 
         def make_session() -> Any:
-            session = OAuth2Session(token_endpoint=server.token_url, **CLIENT)
-            session.fetch_token(server.token_url, grant_type="client_credentials")
+            session = OAuth2Session(token_endpoint=servers.token_url, **servers.credentials)
+            session.fetch_token(
+                servers.token_url, grant_type="client_credentials", audience=AUDIENCE
+            )
             return session
 
         session, deprecations = quiet_import(make_session)
@@ -244,9 +279,9 @@ def requests_contenders(server: TokenServer) -> list[Contender]:
     return out
 
 
-def httpx_contenders(server: TokenServer) -> list[Contender]:
+def httpx_contenders(servers: Servers) -> list[Contender]:
     batch = httpx_batch(API_URL)
-    ours = ClientCredentialsAuth(server.token_url, **CLIENT)
+    ours = ClientCredentialsAuth(servers.token_url, **servers.credentials, audience=AUDIENCE)
     out = [
         Contender(
             "static header, auth_flow (floor)",
@@ -282,7 +317,8 @@ def httpx_contenders(server: TokenServer) -> list[Contender]:
     except ImportError:
         out.append(Contender("httpx-auth OAuth2ClientCredentials", skipped="not installed"))
     else:
-        ha = HAClientCredentials(server.token_url, **CLIENT)
+        # Extra keyword arguments go into the token request's body.
+        ha = HAClientCredentials(servers.token_url, **servers.credentials, audience=AUDIENCE)
         out.append(Contender("httpx-auth OAuth2ClientCredentials", httpx_step(ha), batch))
 
     name = "Authlib httpx_client OAuth2Auth"
@@ -293,8 +329,10 @@ def httpx_contenders(server: TokenServer) -> list[Contender]:
     else:
 
         def make_auth() -> Any:
-            client = client_cls(token_endpoint=server.token_url, **CLIENT)
-            client.fetch_token(server.token_url, grant_type="client_credentials")
+            client = client_cls(token_endpoint=servers.token_url, **servers.credentials)
+            client.fetch_token(
+                servers.token_url, grant_type="client_credentials", audience=AUDIENCE
+            )
             client.close()
             return client.token_auth
 
@@ -364,27 +402,27 @@ def report(title: str, contenders: list[Contender], fetched: int) -> None:
 
 def run_family(
     title: str,
-    build: Callable[[TokenServer], list[Contender]],
+    build: Callable[[Servers], list[Contender]],
     repeats: int,
     iterations: int,
 ) -> None:
-    server = TokenServer()
+    servers = Servers()
     try:
-        contenders = build(server)
+        contenders = build(servers)
         for c in contenders:
             if c.skipped:
                 continue
             try:
-                warm_up(c, server)
+                warm_up(c, servers)
             except Exception as exc:
                 c.skipped = f"skipped: warm-up failed ({type(exc).__name__}: {exc})"[:120]
-        before = server.count
+        before = servers.token.token_requests
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             measure(contenders, repeats, iterations)
-        report(title, contenders, server.count - before)
+        report(title, contenders, servers.token.token_requests - before)
     finally:
-        server.close()
+        servers.close()
 
 
 def main() -> int:
@@ -403,6 +441,10 @@ def main() -> int:
     print(
         f"median of {repeats} repeats x {iterations:,} calls; per call, on a fresh request; "
         f"gc disabled while timing; API url {API_URL}"
+    )
+    print(
+        "tokens: RS256 JWTs from bearer_m2m.testing.AuthorizationServer on loopback, "
+        f"audience {AUDIENCE} (checked against ProtectedAPI before timing)"
     )
     started = time.perf_counter()
     run_family("requests: auth(prepared_request)", requests_contenders, repeats, iterations)
