@@ -35,13 +35,14 @@ class FileCache:
         self.path = os.fspath(path)
         self.encryption_key = encryption_key
         self.lock_timeout = lock_timeout
-        self._lock = FileLock(self.path + ".lock", timeout=lock_timeout, mode=0o600)
 
     def __repr__(self) -> str:
         return f"FileCache({self.path!r})"
 
     def refresh_lock(self, key: str) -> AbstractContextManager[object]:
-        return self._lock
+        # A new lock object each time: filelock refuses one inherited across fork
+        # (gunicorn --preload, Celery prefork), and fetches are rare.
+        return FileLock(self.path + ".lock", timeout=self.lock_timeout, mode=0o600)
 
     def load(self, key: str) -> bytes | None:
         entry = self._entries().get(key)
@@ -68,7 +69,7 @@ class FileCache:
         try:
             with open(self.path, encoding="utf-8") as file:
                 document = json.load(file)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # unreadable, not JSON, absurdly nested
             return {}
         tokens = document.get("tokens") if isinstance(document, dict) else None
         return tokens if isinstance(tokens, dict) else {}

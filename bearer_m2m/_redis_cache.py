@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -32,11 +33,12 @@ class RedisCache:
         lock_timeout: float = 30.0,
         socket_timeout: float = 1.0,
     ) -> None:
+        self._owns_client = isinstance(client_or_url, str)
         if isinstance(client_or_url, str):
             client_or_url = redis.Redis.from_url(
                 client_or_url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
             )
-        elif not callable(getattr(client_or_url, "lock", None)) or _is_async(client_or_url):
+        elif _is_async(client_or_url) or not callable(getattr(client_or_url, "lock", None)):
             raise ConfigurationError(
                 "RedisCache takes a URL or a synchronous redis-py client "
                 "(it runs in bearer_m2m's fetch thread, never on the event loop)"
@@ -59,10 +61,18 @@ class RedisCache:
         )
         return lock
 
+    def close(self) -> None:
+        """Close the connections of a client this cache made from a URL."""
+        if self._owns_client:
+            self._redis.close()
+
     def load(self, key: str) -> bytes | None:
         # base64, so that clients made with decode_responses=True read it too
-        value = self._redis.get(key)
-        return base64.b64decode(value) if isinstance(value, (bytes, str)) else None
+        try:
+            value = self._redis.get(key)
+            return base64.b64decode(value, validate=True) if value is not None else None
+        except (redis.ResponseError, binascii.Error, TypeError):
+            return None  # something else under our key (another type, foreign text): a miss
 
     def store(self, key: str, blob: bytes, ttl: float) -> None:
         self._redis.set(key, base64.b64encode(blob), px=max(1, int(ttl * 1000)))
