@@ -129,8 +129,11 @@ def cold_start(report: Report, server: AuthorizationServer, api: ProtectedAPI) -
     auth = auth_for(server)
 
     async def tasks() -> list[int]:
+        # 500 requests queue for 20 connections: on a busy machine some wait longer than
+        # httpx's default 5 s for one, which says nothing about tokens.
         limits = httpx.Limits(max_connections=20)
-        async with httpx.AsyncClient(auth=auth, limits=limits) as client:
+        timeout = httpx.Timeout(30.0, pool=None)
+        async with httpx.AsyncClient(auth=auth, limits=limits, timeout=timeout) as client:
             responses = await asyncio.gather(*(client.get(url) for _ in range(500)))
         return [response.status_code for response in responses]
 
