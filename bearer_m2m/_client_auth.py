@@ -10,6 +10,7 @@ fails at start-up rather than at the first request.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import ssl
 from collections.abc import Mapping
@@ -116,14 +117,33 @@ def _key_material(source: PrivateKeySource) -> tuple[str | bytes | dict[str, Any
         return source, "the PEM given as private_key"
     if isinstance(source, str) and "-----BEGIN" in source:
         return source, "the PEM given as private_key"
+    if isinstance(source, str) and source.lstrip().startswith("{"):
+        try:
+            return json.loads(source), "the JWK given as private_key"
+        except ValueError:
+            raise ConfigurationError("private_key looks like a JWK but is not valid JSON") from None
     path = os.fspath(source)
     try:
         with open(path, "rb") as file:
             return file.read(), f"private key file {path!r}"
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
+        # Name the path only when it looks like one: a key pasted where a path was
+        # expected (base64 from a secret store, say) must not end up in a log.
+        what = f"private key file {path!r}" if _looks_like_a_path(path) else "private_key"
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a file"
         raise ConfigurationError(
-            f"cannot read private key file {path!r}: {exc.strerror or type(exc).__name__}"
+            f"cannot read {what} ({reason}); give a PEM file path, a PEM string or a JWK"
         ) from None
+
+
+def _looks_like_a_path(text: str) -> bool:
+    name = os.path.basename(text)
+    return (
+        len(text) <= 255
+        and text.isprintable()
+        and ("/" in text or "." in name)
+        and os.path.isdir(os.path.dirname(os.path.abspath(text)))
+    )
 
 
 def check_client_certificate(cert: Cert) -> None:
@@ -135,11 +155,12 @@ def check_client_certificate(cert: Cert) -> None:
         if path is not None and not os.path.isfile(path):
             raise ConfigurationError(f"client certificate file {path!r} does not exist")
     try:
-        ssl.create_default_context().load_cert_chain(cert_file, key_file)
-    except ssl.SSLError:
+        # An empty password: an encrypted key fails here rather than prompting for one.
+        ssl.create_default_context().load_cert_chain(cert_file, key_file, password=lambda: b"")
+    except (ssl.SSLError, OSError):
         files = f"{cert_file!r}" + (f" and {key_file!r}" if key_file else "")
         raise ConfigurationError(
-            f"{files} do not hold a matching client certificate and private key (PEM)"
+            f"{files} do not hold a matching client certificate and unencrypted private key (PEM)"
         ) from None
 
 

@@ -231,3 +231,36 @@ def test_certificate_problems_are_named(tmp_path: Path) -> None:
     _, other_key = make_certificate(tmp_path, "two")
     with pytest.raises(ConfigurationError, match=r"one\.crt.*two\.key.*matching"):
         ClientCredentialsAuth(URL, client_id="svc", cert=(cert, other_key))
+
+
+def test_a_key_pasted_where_a_path_was_expected_is_not_repeated() -> None:
+    pasted = base64.b64encode(
+        RSA_KEY.as_pem(private=True)
+    ).decode()  # as a secret store hands it out
+    with pytest.raises(ConfigurationError) as caught:
+        ClientCredentialsAuth(URL, client_id="svc", private_key=pasted)
+    assert pasted[:40] not in str(caught.value) and "cannot read private_key" in str(caught.value)
+
+
+def test_a_jwk_as_a_json_string_is_a_key() -> None:
+    auth = ClientCredentialsAuth(
+        URL, client_id="svc", private_key=json.dumps(RSA_KEY.as_dict(private=True))
+    )
+    _, claims = verified_claims(form_of(fetch(auth))["client_assertion"], RSA_KEY, "RS256")
+    assert claims["sub"] == "svc"
+    with pytest.raises(ConfigurationError, match="not valid JSON") as caught:
+        ClientCredentialsAuth(URL, client_id="svc", private_key='{"kty": "RSA", "d": "SECRETPART"')
+    assert "SECRETPART" not in str(caught.value)
+
+
+def test_an_encrypted_tls_key_is_refused_without_a_prompt(tmp_path: Path) -> None:
+    cert, key_file = make_certificate(tmp_path)
+    key = serialization.load_pem_private_key(Path(key_file).read_bytes(), password=None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase"),
+    )
+    Path(key_file).write_bytes(encrypted)
+    with pytest.raises(ConfigurationError, match="unencrypted private key"):
+        ClientCredentialsAuth(URL, client_id="svc", cert=(cert, key_file))
