@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve(rest)
     if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        parser.error(_unrecognized(rest))
     if args.command == "demo":
         from ._demo import run_demo
 
@@ -169,7 +169,10 @@ def _auth_from(args: argparse.Namespace) -> ClientCredentialsAuth:
 
 
 #: Settings that replace each other: a layer that sets one hides the others below it.
-ALTERNATIVES = (("TOKEN_URL", "ISSUER"), ("CLIENT_SECRET", "CLIENT_SECRET_FILE"))
+ALTERNATIVES = (
+    ("TOKEN_URL", "ISSUER"),
+    ("CLIENT_SECRET", "CLIENT_SECRET_FILE", "PRIVATE_KEY_FILE", "CERT_FILE", "KEY_FILE"),
+)
 
 
 def _layer(settings: dict[str, str], overrides: Mapping[str, str]) -> None:
@@ -178,6 +181,17 @@ def _layer(settings: dict[str, str], overrides: Mapping[str, str]) -> None:
             for name in group:
                 settings.pop(name, None)
     settings.update(overrides)
+
+
+def _unrecognized(arguments: list[str]) -> str:
+    """Name unknown options without their values: someone may have typed a secret."""
+    flags = sorted({item.split("=")[0] for item in arguments if item.startswith("-")})
+    positional = sum(not item.startswith("-") for item in arguments)
+    named = ", ".join(flags + ([f"{positional} more value(s)"] if positional else []))
+    return (
+        f"unrecognized arguments: {named} (values not shown; secrets are read from "
+        "BEARER_M2M_CLIENT_SECRET, --client-secret-file or --client-secret-stdin)"
+    )
 
 
 def _config_file(path: str) -> Mapping[str, str]:

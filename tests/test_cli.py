@@ -156,7 +156,7 @@ def test_token_reads_a_config_file(
             ["token", "--client-secret", "s"],
             "",
             2,
-            "unrecognized arguments",
+            "unrecognized arguments: --client-secret",
         ),  # never on the command line
     ],
 )
@@ -213,3 +213,28 @@ def test_inspect_shows_claims_and_expiry_unverified(
 def test_inspect_reads_a_token_from_stdin(token: str, expected: str) -> None:
     code, out, _ = run(["inspect", "--stdin"], stdin=token + "\n")
     assert code == 0 and expected in out and "opaque-token-value" not in out
+
+
+def test_a_secret_typed_as_an_argument_is_not_echoed() -> None:
+    code, _, err = run(["token", "--client-secret=TOPSECRET123", "ALSOSECRET456"])
+    assert code == 2
+    assert "TOPSECRET123" not in err and "ALSOSECRET456" not in err
+    assert "--client-secret" in err and "1 more value(s)" in err
+
+
+def test_a_credential_flag_replaces_the_credentials_of_the_environment(
+    m2m_server: AuthorizationServer,
+    tmp_path: Path,
+    clean_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from joserfc.jwk import RSAKey
+
+    key = RSAKey.generate_key(2048, private=True)
+    client = m2m_server.register_client(public_key=key.as_dict(private=False))
+    (tmp_path / "key.pem").write_bytes(key.as_pem(private=True))
+    clean_env.setenv("BEARER_M2M_TOKEN_URL", m2m_server.token_url)
+    clean_env.setenv("BEARER_M2M_CLIENT_ID", client.client_id)
+    clean_env.setenv("BEARER_M2M_CLIENT_SECRET", "a-secret-the-flag-replaces")
+    assert main(["token", "--private-key-file", str(tmp_path / "key.pem")]) == 0
+    assert capsys.readouterr().out.count(".") == 2
