@@ -131,6 +131,8 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
         the credentials allow is used; the TLS methods use the server's mTLS
         endpoint alias when it has one.
         """
+        if "token_url" in options:
+            raise ConfigurationError("from_issuer finds the token URL; do not pass token_url")
         document = discover(
             issuer, verify=verify, timeout=timeout, allow_insecure_http=allow_insecure_http
         )
@@ -193,7 +195,10 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
         Keyword arguments override the environment. What is missing or
         contradictory is reported in one :class:`ConfigurationError`.
         """
-        settings = settings_from_env(prefix, os.environ if environ is None else environ)
+        if "token_url" in options and "issuer" in options:
+            raise ConfigurationError("give token_url or issuer, not both")
+        environ = os.environ if environ is None else environ
+        settings = settings_from_env(prefix, environ, overridden=options.keys())
         settings.update(options)
         issuer = settings.pop("issuer", None)
         if issuer is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from .errors import ConfigurationError
@@ -22,12 +22,37 @@ PLAIN_SETTINGS = {
 }
 FILE_SETTINGS = ("CLIENT_SECRET_FILE", "PRIVATE_KEY_FILE", "CERT_FILE", "KEY_FILE", "CA_BUNDLE")
 ENDPOINT_SETTINGS = ("TOKEN_URL", "ISSUER")
+CREDENTIAL_SETTINGS = (
+    "CLIENT_SECRET",
+    "CLIENT_SECRET_FILE",
+    "PRIVATE_KEY_FILE",
+    "CERT_FILE",
+    "KEY_FILE",
+)
 KNOWN = {*PLAIN_SETTINGS, *FILE_SETTINGS, *ENDPOINT_SETTINGS}
 
+#: Keyword argument -> the settings it replaces: a keyword endpoint or credential
+#: hides every alternative from the environment, so overriding never contradicts.
+REPLACES = {
+    **{keyword: (name,) for name, keyword in PLAIN_SETTINGS.items()},
+    "token_url": ENDPOINT_SETTINGS,
+    "issuer": ENDPOINT_SETTINGS,
+    "client_secret": CREDENTIAL_SETTINGS,
+    "private_key": CREDENTIAL_SETTINGS,
+    "cert": CREDENTIAL_SETTINGS,
+    "verify": ("CA_BUNDLE",),
+}
 
-def settings_from_env(prefix: str, environ: Mapping[str, str]) -> dict[str, Any]:
+
+def settings_from_env(
+    prefix: str, environ: Mapping[str, str], overridden: Collection[str] = ()
+) -> dict[str, Any]:
     """Keyword arguments for ``ClientCredentialsAuth`` (``token_url`` or ``issuer``
-    included), or one :class:`ConfigurationError` naming every problem."""
+    included), or one :class:`ConfigurationError` naming every problem.
+
+    ``overridden`` names the keyword arguments the caller passes: the settings
+    they replace are neither read nor missed.
+    """
     values = {
         name[len(prefix) :]: value
         for name, value in environ.items()
@@ -38,6 +63,8 @@ def settings_from_env(prefix: str, environ: Mapping[str, str]) -> dict[str, Any]
         logger.warning(
             "ignoring unknown settings: %s", ", ".join(prefix + name for name in unknown)
         )
+    replaced = {name for keyword in overridden for name in REPLACES.get(keyword, ())}
+    values = {name: value for name, value in values.items() if name not in replaced}
 
     problems: list[str] = []
 
@@ -52,10 +79,10 @@ def settings_from_env(prefix: str, environ: Mapping[str, str]) -> dict[str, Any]
     settings: dict[str, Any] = {
         keyword: values[name] for name, keyword in PLAIN_SETTINGS.items() if name in values
     }
-    endpoint = exactly_one(*ENDPOINT_SETTINGS)
+    endpoint = exactly_one(*ENDPOINT_SETTINGS, required="TOKEN_URL" not in replaced)
     if endpoint is not None:
         settings["token_url" if endpoint == "TOKEN_URL" else "issuer"] = values[endpoint]
-    if "CLIENT_ID" not in values:
+    if "CLIENT_ID" not in values and "CLIENT_ID" not in replaced:
         problems.append(f"set {prefix}CLIENT_ID")
     if exactly_one("CLIENT_SECRET", "CLIENT_SECRET_FILE", required=False) == "CLIENT_SECRET_FILE":
         settings["client_secret"] = _read_secret(values["CLIENT_SECRET_FILE"], problems)
@@ -68,7 +95,8 @@ def settings_from_env(prefix: str, environ: Mapping[str, str]) -> dict[str, Any]
     elif "CERT_FILE" in values:
         key_file = values.get("KEY_FILE")
         settings["cert"] = (values["CERT_FILE"], key_file) if key_file else values["CERT_FILE"]
-    if not {"CLIENT_SECRET", "CLIENT_SECRET_FILE", "PRIVATE_KEY_FILE", "CERT_FILE"} & set(values):
+    credentials = set(CREDENTIAL_SETTINGS) - {"KEY_FILE"}  # a key file alone is no credential
+    if not credentials & (set(values) | replaced):
         problems.append(
             f"set a credential: {prefix}CLIENT_SECRET, {prefix}CLIENT_SECRET_FILE, "
             f"{prefix}PRIVATE_KEY_FILE or {prefix}CERT_FILE"

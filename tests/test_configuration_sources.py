@@ -346,3 +346,53 @@ def test_from_env_trusts_a_private_ca_bundle() -> None:
     auth = ClientCredentialsAuth.from_env(environ=env)
     assert auth._config.verify == "/etc/ssl/private-ca.pem"
     assert (auth.token_url, auth.auth_method) == ("https://t.example/token", "client_secret_post")
+
+
+@pytest.mark.parametrize(
+    ("env", "options", "expected"),
+    [
+        (
+            {"BEARER_M2M_CLIENT_ID": "c", "BEARER_M2M_CLIENT_SECRET": "s"},
+            {"token_url": "https://t.example/k"},
+            "https://t.example/k",
+        ),
+        (
+            {"BEARER_M2M_TOKEN_URL": "https://t.example/env", "BEARER_M2M_CLIENT_SECRET": "s"},
+            {"client_id": "kw"},
+            "https://t.example/env",
+        ),
+        (
+            {
+                "BEARER_M2M_ISSUER": ISSUER,
+                "BEARER_M2M_CLIENT_ID": "c",
+                "BEARER_M2M_CLIENT_SECRET": "s",
+            },
+            {"token_url": "https://t.example/kw"},
+            "https://t.example/kw",
+        ),
+    ],
+)
+def test_keywords_replace_their_alternatives_in_the_environment(
+    env: dict[str, str], options: dict[str, str], expected: str
+) -> None:
+    assert ClientCredentialsAuth.from_env(environ=env, **options).token_url == expected
+
+
+def test_a_keyword_credential_replaces_the_environments(tmp_path: Path) -> None:
+    env = {
+        "BEARER_M2M_TOKEN_URL": "https://t.example/token",
+        "BEARER_M2M_CLIENT_ID": "c",
+        "BEARER_M2M_CLIENT_SECRET": "s",
+    }
+    auth = ClientCredentialsAuth.from_env(environ=env, private_key=KEY_PEM)
+    assert auth.auth_method == "private_key_jwt" and auth._config.client_secret is None
+
+
+def test_both_endpoints_as_keywords_or_a_token_url_for_discovery_are_refused() -> None:
+    env = {"BEARER_M2M_CLIENT_ID": "c", "BEARER_M2M_CLIENT_SECRET": "s"}
+    with pytest.raises(ConfigurationError, match="not both"):
+        ClientCredentialsAuth.from_env(environ=env, token_url="https://a/t", issuer="https://a/")
+    with pytest.raises(ConfigurationError, match="do not pass token_url"):
+        ClientCredentialsAuth.from_issuer(
+            ISSUER, token_url="https://a/t", client_id="c", client_secret="s"
+        )
