@@ -43,6 +43,11 @@ class RedisCache:
                 "RedisCache takes a URL or a synchronous redis-py client "
                 "(it runs in bearer_m2m's fetch thread, never on the event loop)"
             )
+        elif _without_timeout(client_or_url):
+            raise ConfigurationError(
+                "give the redis-py client a socket_timeout (Redis(..., socket_timeout=1.0)): "
+                "without one, a stalled Redis would stall every token fetch"
+            )
         self._redis = client_or_url
         self.encryption_key = encryption_key
         self.lock_timeout = lock_timeout
@@ -76,6 +81,12 @@ class RedisCache:
 
     def store(self, key: str, blob: bytes, ttl: float) -> None:
         self._redis.set(key, base64.b64encode(blob), px=max(1, int(ttl * 1000)))
+
+
+def _without_timeout(client: object) -> bool:
+    """True for a client known to wait forever on a stalled server (clusters are not inspected)."""
+    settings = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    return isinstance(settings, dict) and settings.get("socket_timeout") is None
 
 
 def _is_async(client: object) -> bool:

@@ -404,3 +404,12 @@ def test_repr_shows_where_without_connecting_or_the_password() -> None:
     cache = RedisCache(f"redis://:pw-in-url@127.0.0.1:{port}/3")
 
     assert repr(cache) == f"RedisCache(127.0.0.1:{port}/3)"
+
+
+def test_a_client_without_a_socket_timeout_is_refused() -> None:
+    client = redis.Redis(host="127.0.0.1", port=1, socket_timeout=None)  # never connects
+    try:
+        with pytest.raises(ConfigurationError, match="socket_timeout"):
+            RedisCache(client)
+    finally:
+        client.close()
