@@ -19,7 +19,8 @@ class RedisCache:
     fetches under a Redis lock (redis-py's: released only by its owner, expiring
     if the owner dies) while the others wait for it, within ``lock_timeout``.
     When Redis is unreachable or slow, tokens are fetched locally (with one
-    warning), and no call waits longer than ``socket_timeout``.
+    warning), and no call waits longer than ``socket_timeout``. ``lock_expiry``
+    must exceed the longest fetch (the retry deadline plus the timeout).
 
     Pass a URL, or a synchronous redis-py client (``Redis``, ``RedisCluster``,
     or a Sentinel's ``master_for(...)``): ``cache=RedisCache("redis://cache:6379/0")``.
@@ -31,6 +32,7 @@ class RedisCache:
         *,
         encryption_key: bytes | None = None,
         lock_timeout: float = 30.0,
+        lock_expiry: float = 60.0,
         socket_timeout: float = 1.0,
     ) -> None:
         self._owns_client = isinstance(client_or_url, str)
@@ -51,6 +53,7 @@ class RedisCache:
         self._redis = client_or_url
         self.encryption_key = encryption_key
         self.lock_timeout = lock_timeout
+        self.lock_expiry = lock_expiry
 
     def __repr__(self) -> str:
         # Host, port and database only: a client's own repr may show more than a log should.
@@ -60,9 +63,10 @@ class RedisCache:
         return f"RedisCache({where if settings else type(self._redis).__name__})"
 
     def refresh_lock(self, key: str) -> AbstractContextManager[object]:
-        # The lock outlives no fetch: it expires after the longest wait anybody accepts.
+        # The lock must outlive the longest fetch (retries included: 40 s by default),
+        # or a second host would fetch too; and it expires should its owner die.
         lock: AbstractContextManager[object] = self._redis.lock(
-            f"{key}:lock", timeout=self.lock_timeout, blocking_timeout=self.lock_timeout
+            f"{key}:lock", timeout=self.lock_expiry, blocking_timeout=self.lock_timeout
         )
         return lock
 

@@ -176,7 +176,8 @@ def test_the_lock_is_held_during_the_fetch_and_released_after(
         fetching = pool.submit(call, auth, m2m_api.url)
         wait_for(lambda: bool(keys(look, "bearer_m2m:*:lock")), "the Redis lock")
         [lock] = keys(look, "bearer_m2m:*:lock")
-        assert 0 < look.pttl(lock) <= 20_000  # it expires should its owner die
+        # it outlives the wait of others (a fetch may retry for 40 s) yet expires should its owner die
+        assert 20_000 < look.pttl(lock) <= 60_000
         assert token_keys(look) == []  # nothing stored yet: the fetch is under way
         status, _ = fetching.result(timeout=PATIENCE)
 
