@@ -30,6 +30,13 @@ class Flight:
         self._token: str | None = None
         self._error: BaseException | None = None
 
+    @classmethod
+    def failed(cls, error: BaseException) -> Flight:
+        """A flight that ended before it began: callers get ``error`` at once."""
+        flight = cls()
+        flight.finish(error=error)
+        return flight
+
     def finish(self, token: str | None = None, error: BaseException | None = None) -> None:
         self._token, self._error = token, error
         self._done.set()

@@ -76,10 +76,11 @@ class RefreshPolicy:
         )
 
     @staticmethod
-    def after_failed_refresh(cached: CachedToken, now: float) -> CachedToken:
+    def after_failed_refresh(cached: CachedToken, now: float, wait: float = 0.0) -> CachedToken:
         """Keep using ``cached`` and try again after a quarter of its remaining
-        life (at least a second), so a failing server is not hammered."""
-        retry_at = now + max(1.0, (cached.expires_at - now) / 4)
+        life (at least a second, and at least the ``wait`` the server asked for),
+        so a failing server is not hammered."""
+        retry_at = now + max(1.0, wait, (cached.expires_at - now) / 4)
         return replace(cached, refresh_at=min(retry_at, cached.expires_at))
 
 

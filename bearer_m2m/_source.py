@@ -46,6 +46,10 @@ class TokenSource:
         self._cached: CachedToken | None = None
         self._flight: Flight | None = None
         self._rejected: str | None = None
+        # After a failure that named a wait (Retry-After, a spent Auth0 quota), callers
+        # get that failure at once until then, rather than asking again.
+        self._quiet_until = float("-inf")
+        self._quiet_error: BaseException | None = None
         self._last_forced_refresh = -policy.forced_refresh_interval
         self._quota_guard_warned = False
         self._lock = threading.Lock()
@@ -161,6 +165,8 @@ class TokenSource:
                     self._cached = replace(cached, refresh_at=cached.expires_at)
                     self._take_off()
                 return cached.access_token
+            if self._flight is None and now < self._quiet_until and self._quiet_error:
+                return Flight.failed(self._quiet_error)
             return self._flight or self._take_off()
 
     def _take_off(self) -> Flight:
@@ -184,9 +190,12 @@ class TokenSource:
                 if self._flight is flight:
                     self._flight = None
                     now = self._clock()
+                    wait = getattr(exc, "retry_after", None) or 0.0
+                    if wait > 0:
+                        self._quiet_until, self._quiet_error = now + wait, exc
                     cached = self._cached
                     if cached is not None and now < cached.expires_at:
-                        self._cached = self._policy.after_failed_refresh(cached, now)
+                        self._cached = self._policy.after_failed_refresh(cached, now, wait)
                         logger.warning(
                             "refreshing the token failed; still using the current one: %s", exc
                         )

@@ -441,3 +441,29 @@ def test_a_child_forked_during_a_refresh_refreshes_again(
     answer = os.read(read_end, 100).decode()
     fetch.gate.set()
     assert answer == "t1 t3"  # the child's own refresh (t2 was the parent's, lost in the fork)
+
+
+def test_a_named_wait_is_respected_by_the_next_callers(
+    source: TokenSource, fetch: Fetch, clock: Clock
+) -> None:
+    fetch.fail_with = TokenEndpointUnavailable("HTTP 429", status_code=429, retry_after=60)
+    for _ in range(20):  # every caller within the minute gets the 429 without asking again
+        with pytest.raises(TokenEndpointUnavailable, match="429"):
+            source.token()
+    assert fetch.calls == 1
+    clock.now += 61
+    fetch.fail_with = None
+    assert source.token() == "t2" and fetch.calls == 2
+
+
+def test_a_failed_refresh_waits_as_long_as_the_server_asked(
+    source: TokenSource, fetch: Fetch, clock: Clock
+) -> None:
+    source.token()
+    clock.now += 81  # refresh due at 80 s, expiry at 95 s
+    fetch.fail_with = TokenEndpointUnavailable("HTTP 429", retry_after=10)
+    assert source.token() == "t1"
+    wait_until_idle(source)
+    clock.now += 5  # a quarter of the remaining life would allow another try by now
+    assert source.token() == "t1"
+    assert fetch.calls == 2  # still only the one failed refresh
