@@ -101,6 +101,13 @@ def build_config(
         signing_algorithm = signing_algorithm or "HS256"
         if signing_algorithm not in ("HS256", "HS384", "HS512"):
             raise ConfigurationError("client_secret_jwt signs with HS256, HS384 or HS512")
+        bits = int(signing_algorithm[2:])
+        if len((client_secret or "").encode()) * 8 < bits:
+            # RFC 7518 section 3.2: the key is at least as long as the hash.
+            raise ConfigurationError(
+                f"client_secret_jwt with {signing_algorithm} needs a secret of at least "
+                f"{bits // 8} bytes (RFC 7518 section 3.2)"
+            )
     elif signing_algorithm is not None:
         raise ConfigurationError(f"signing_algorithm is not used with {method}")
     check_client_certificate(cert)

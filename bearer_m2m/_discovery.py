@@ -112,6 +112,8 @@ def choose_method(
         raise ConfigurationError("give client_secret, private_key or cert")
     # RFC 8414 section 2: when the list is absent, client_secret_basic is the default.
     supported = document.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+    if not isinstance(supported, list):
+        raise ConfigurationError("token_endpoint_auth_methods_supported is not a list")
     for method in wanted:
         if method in supported:
             return method

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from ._config import ClientConfig
 from ._policy import RefreshPolicy
 from ._tokens import GrantedToken
+from .errors import ConfigurationError
 
 logger = logging.getLogger("bearer_m2m")
 
@@ -81,6 +82,10 @@ class SharedTokens:
         self._cache = cache
         self._policy = policy
         self._key = cache_key(config)
+        if cache.encryption_key is not None and (
+            not isinstance(cache.encryption_key, bytes) or len(cache.encryption_key) < 16
+        ):
+            raise ConfigurationError("a cache's encryption_key must be at least 16 bytes")
         self._aead = AESGCM(_derive_key(cache.encryption_key or _credential_material(config)))
         self._warned = threading.Event()
 

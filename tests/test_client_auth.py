@@ -264,3 +264,18 @@ def test_an_encrypted_tls_key_is_refused_without_a_prompt(tmp_path: Path) -> Non
     Path(key_file).write_bytes(encrypted)
     with pytest.raises(ConfigurationError, match="unencrypted private key"):
         ClientCredentialsAuth(URL, client_id="svc", cert=(cert, key_file))
+
+
+def test_client_secret_jwt_needs_a_secret_as_long_as_the_hash() -> None:
+    with pytest.raises(ConfigurationError, match="at least 32 bytes"):
+        ClientCredentialsAuth(
+            URL, client_id="svc", client_secret="short", auth_method="client_secret_jwt"
+        )
+    with pytest.raises(ConfigurationError, match="at least 64 bytes"):
+        ClientCredentialsAuth(
+            URL,
+            client_id="svc",
+            client_secret="s" * 32,
+            auth_method="client_secret_jwt",
+            signing_algorithm="HS512",
+        )

@@ -103,7 +103,7 @@ def test_no_document_is_a_clear_error() -> None:
             {"client_secret": "s"},
             "client_secret_post",
         ),
-        (["client_secret_jwt"], {"client_secret": "s"}, "client_secret_jwt"),
+        (["client_secret_jwt"], {"client_secret": "s" * 32}, "client_secret_jwt"),
         (["client_secret_post", "private_key_jwt"], {"private_key": KEY_PEM}, "private_key_jwt"),
     ],
 )
@@ -396,3 +396,15 @@ def test_both_endpoints_as_keywords_or_a_token_url_for_discovery_are_refused() -
         ClientCredentialsAuth.from_issuer(
             ISSUER, token_url="https://a/t", client_id="c", client_secret="s"
         )
+
+
+def test_a_methods_list_that_is_not_a_list_is_refused() -> None:
+    with requests_mock.Mocker() as m:
+        m.get(
+            RFC8414,
+            json=metadata(
+                token_endpoint_auth_methods_supported="client_secret_basic private_key_jwt"
+            ),
+        )
+        with pytest.raises(ConfigurationError, match="not a list"):
+            ClientCredentialsAuth.from_issuer(ISSUER, client_id="c", client_secret="s")

@@ -34,7 +34,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from filelock import FileLock, Timeout
 
 import bearer_m2m._shared
-from bearer_m2m import ClientCredentialsAuth, FileCache, TokenCache, TokenRequestRejected
+from bearer_m2m import (
+    ClientCredentialsAuth,
+    ConfigurationError,
+    FileCache,
+    TokenCache,
+    TokenRequestRejected,
+)
 from bearer_m2m.testing import AuthorizationServer, ProtectedAPI, RegisteredClient
 from bearer_m2m.testing.pytest_plugin import TEST_RETRY
 
@@ -864,3 +870,14 @@ def test_no_secret_or_token_in_reprs_or_logs(
     for text in [*shown, caplog.text]:
         for forbidden in (secret, *tokens):
             assert forbidden not in text
+
+
+@pytest.mark.parametrize("key", ["a text key", b"short"])
+def test_an_unusable_encryption_key_is_a_configuration_error(key: object, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="at least 16 bytes"):
+        ClientCredentialsAuth(
+            "https://t.example/token",
+            client_id="c",
+            client_secret="s",
+            cache=FileCache(tmp_path / "t.cache", encryption_key=key),  # type: ignore[arg-type]
+        )
