@@ -6,6 +6,7 @@ from ._policy import RetryPolicy
 from ._ratelimit import QuotaBucket, RateLimit
 from ._redis_cache import RedisCache
 from ._shared import TokenCache
+from ._tiered_cache import TieredCache
 from .errors import (
     ConfigurationError,
     InsecureTransportError,
@@ -25,6 +26,7 @@ __all__ = [
     "RateLimit",
     "RedisCache",
     "RetryPolicy",
+    "TieredCache",
     "TokenCache",
     "TokenEndpointUnavailable",
     "TokenError",
