@@ -13,10 +13,9 @@ with its own ``ClientCredentialsAuth`` (no token inherited from a fork).
     released together by a barrier and every token request is delayed 200 ms
     by the server, so they all race for the token. Target: 1 token request.
     The same without a cache is the baseline (one per process: 8).
-(2) Two "hosts": two groups of 4 processes x 16 threads, all with a
-    ``RedisCache`` on the same Redis (group A passes a URL, group B a redis-py
-    client). bearer_m2m takes one cache per auth object, so no file cache is
-    layered in front of Redis: the groups are hosts only in name. Target: 1.
+(2) Two "hosts": two groups of 4 processes x 16 threads; each process uses a
+    ``TieredCache`` of its group's own ``FileCache`` in front of one shared
+    ``RedisCache``. Target: 1 token request.
 (3) The cached path: ``auth(prepared_request)`` once a token is cached, timed
     as ``benchmarks/overhead.py`` does, without a cache, with a ``FileCache``
     and with a ``RedisCache``, in the same run. Target: the shared caches
@@ -66,7 +65,7 @@ import requests  # noqa: E402
 from requests.auth import AuthBase  # noqa: E402
 from requests.hooks import default_hooks  # noqa: E402
 
-from bearer_m2m import ClientCredentialsAuth, FileCache, RedisCache  # noqa: E402
+from bearer_m2m import ClientCredentialsAuth, FileCache, RedisCache, TieredCache  # noqa: E402
 from bearer_m2m.testing import AuthorizationServer, ProtectedAPI  # noqa: E402
 
 #: The API the tokens are for; every auth object asks for it as ``audience``.
@@ -190,6 +189,8 @@ def _make_cache(spec: tuple[str, ...] | None) -> Any:
         return FileCache(spec[1])
     if kind == "redis-url":
         return RedisCache(spec[1])
+    if kind == "tiered":  # a host's file in front of the fleet's Redis
+        return TieredCache(FileCache(spec[1]), RedisCache(spec[2]))
     if kind == "redis-client":  # a client passed in, as Cluster and Sentinel users do
         client = redis.Redis(
             host="127.0.0.1", port=int(spec[1]), socket_timeout=1.0, socket_connect_timeout=1.0
@@ -416,28 +417,29 @@ def scenario_cold_redis(
     processes = 2 * processes_per_group
     print(
         f"\n(2) cold start, two hosts: 2 groups x {processes_per_group} processes x {threads} "
-        f"threads x {calls} API calls, all on one RedisCache ({redis_server.url}); target 1"
+        f"threads x {calls} API calls, each group with its own token file in front of one "
+        f"RedisCache ({redis_server.url}); target 1"
     )
     print(
-        "  configuration: group A passes the URL, group B a redis-py client; no FileCache in\n"
-        "  front (bearer_m2m takes one cache per auth object), so the groups are two hosts\n"
-        "  only in name: all 8 processes run on this machine and meet in Redis"
+        "  configuration: each process uses TieredCache(FileCache(<its group's path>),\n"
+        "  RedisCache(url)); all 8 processes run on this machine, two file paths for two hosts"
     )
     print(COLD_HEADER)
     counts = []
     for run in range(runs):
         redis_server.client.flushdb()
-        caches: list[tuple[str, ...] | None] = [("redis-url", redis_server.url)]
-        caches = (
-            caches * processes_per_group
-            + [("redis-client", str(redis_server.port))] * processes_per_group
-        )
+        hosts = tempfile.mkdtemp(prefix="bearer_m2m-hosts-")
+        caches: list[tuple[str, ...] | None] = [
+            ("tiered", os.path.join(hosts, f"host-{group}.cache"), redis_server.url)
+            for group in "ab"
+            for _ in range(processes_per_group)
+        ]
         fleet = cold_start(services, caches, threads, calls)
         counts.append(fleet.token_requests)
-        print(describe_cold(f"RedisCache, run {run + 1}", fleet, processes, threads, calls))
+        print(describe_cold(f"TieredCache, run {run + 1}", fleet, processes, threads, calls))
         if fleet.warnings:
             print(f"    warnings: {Counter(fleet.warnings).most_common(3)}")
-    print(f"  token requests: RedisCache {', '.join(map(str, counts))} per run")
+    print(f"  token requests: TieredCache {', '.join(map(str, counts))} per run")
 
 
 # -- (3): the cached path ------------------------------------------------------------------
