@@ -33,7 +33,6 @@ class CachedToken:
     """
 
     access_token: str = field(repr=False)
-    obtained_at: float
     refresh_at: float
     expires_at: float
 
@@ -70,7 +69,6 @@ class RefreshPolicy:
         ahead = max(leeway, min(self.refresh_ahead, lifetime * REFRESH_AHEAD_FRACTION))
         return CachedToken(
             access_token=granted.access_token,
-            obtained_at=now,
             refresh_at=now + remaining - ahead,
             expires_at=now + remaining - leeway,
         )
