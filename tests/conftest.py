@@ -1,13 +1,23 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from bearer_m2m import ClientCredentialsAuth, RetryPolicy
 from tests.servers import ApiServer, TokenServer
 
 pytest_plugins = ["bearer_m2m.testing.pytest_plugin"]
+
+# Property-based suites run a bounded number of examples, with no per-example deadline
+# (a shared 2-core machine makes timings meaningless); HYPOTHESIS_PROFILE=thorough digs deeper.
+settings.register_profile(
+    "default", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=5000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 #: Retries that keep the suite fast: milliseconds instead of seconds.
 FAST_RETRY = RetryPolicy(deadline=2.0, initial_backoff=0.01, max_backoff=0.05)
