@@ -88,16 +88,22 @@ class RetryPolicy:
 
     Waits grow exponentially from ``initial_backoff`` up to ``max_backoff``
     with random jitter, and never less than a ``Retry-After`` the server asked
-    for. No retry starts once ``deadline`` seconds have passed since the first
-    attempt.
+    for. A fetch makes at most ``max_attempts`` requests, and no retry starts
+    once ``deadline`` seconds have passed since the first attempt: whichever
+    comes first ends it, so an outage costs each client a bounded number of
+    requests however long it lasts.
     """
 
     deadline: float = 30.0
     initial_backoff: float = 0.5
     max_backoff: float = 8.0
+    max_attempts: int = 4
 
     def __post_init__(self) -> None:
         _require_seconds(self, "deadline", "initial_backoff", "max_backoff")
+        attempts = self.max_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ConfigurationError("max_attempts must be a whole number of at least 1")
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before retry number ``attempt + 1``."""
