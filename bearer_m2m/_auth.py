@@ -69,7 +69,8 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
         refresh_ahead: float = 60.0,
         expiry_leeway: float = 10.0,
         default_lifetime: float = 3600.0,
-        forced_refresh_interval: float = 30.0,
+        rejection_backoff: float = 30.0,
+        max_rejection_backoff: float = 600.0,
         retry: RetryPolicy | None = None,
         cache: TokenCache | None = None,
         allow_insecure_http: bool = False,
@@ -97,7 +98,8 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
             refresh_ahead=refresh_ahead,
             expiry_leeway=expiry_leeway,
             default_lifetime=default_lifetime,
-            forced_refresh_interval=forced_refresh_interval,
+            rejection_backoff=rejection_backoff,
+            max_rejection_backoff=max_rejection_backoff,
         )
         retry = retry or RetryPolicy()
         fetcher = TokenFetcher(self._config, retry)
@@ -252,6 +254,9 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
     def _replay_on_401(self, response: requests.Response, **send_kwargs: Any) -> requests.Response:
         """Replay once with a new token, in the manner of ``HTTPDigestAuth.handle_401``."""
         request = response.request
+        if response.status_code != 401:
+            self._source.accepted(_carried_token(request.headers.get("Authorization")))
+            return response
         sent = _sent_token(response.status_code, request.headers.get("Authorization"))
         if sent is None or not _rewind(request):
             return response
@@ -279,7 +284,9 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
             self._check_plain_http(str(request.url))
         sent = self._source.token()
         response = yield _authorized(request, sent)
-        if _replayable(request, response, sent):
+        if response.status_code != 401:
+            self._source.accepted(sent)
+        elif _replayable(request, response, sent):
             token = self._source.token_after_rejection(sent)
             if token is not None:
                 yield _replay(request, response, token)
@@ -291,7 +298,9 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
             self._check_plain_http(str(request.url))
         sent = await self._source.atoken()
         response = yield _authorized(request, sent)
-        if _replayable(request, response, sent):
+        if response.status_code != 401:
+            self._source.accepted(sent)
+        elif _replayable(request, response, sent):
             token = await self._source.atoken_after_rejection(sent)
             if token is not None:
                 yield _replay(request, response, token)
@@ -317,6 +326,11 @@ def _sent_token(status_code: int, authorization: str | None) -> str | None:
     if status_code != 401 or not authorization or not authorization.startswith(_BEARER):
         return None
     return authorization[len(_BEARER) :]
+
+
+def _carried_token(authorization: str | None) -> str:
+    """The token in a Bearer ``Authorization`` header ("" for none)."""
+    return authorization[len(_BEARER) :] if authorization else ""
 
 
 def _rewind(request: requests.PreparedRequest) -> bool:

@@ -37,25 +37,39 @@ class CachedToken:
     expires_at: float
 
 
+#: A token is used for at least this long, whatever its ``expires_in`` says: a
+#: server that announces 0 s lifetimes costs one token request a second, not one
+#: per request (and an API that refuses such a token meets the rejection guard).
+MIN_TOKEN_REUSE = 1.0
+
+#: The longest wait a token endpoint may impose (``Retry-After``, a spent Auth0
+#: quota): past it the source asks again, so a wrong header cannot lock a client
+#: out for a year. ``invalidate()`` ends a wait at once.
+MAX_SERVER_WAIT = 900.0
+
+
 @dataclass(frozen=True)
 class RefreshPolicy:
-    """How early tokens are refreshed, and how often a rejected token may be replaced.
+    """How early tokens are refreshed, and how a rejected token may be replaced.
 
     ``refresh_ahead`` and ``expiry_leeway`` are upper bounds in seconds; each is
     also capped at a fraction of the token's lifetime (20 % and 5 %).
     ``default_lifetime`` applies when the server states no ``expires_in`` and the
-    token is not a JWT with ``exp``. ``forced_refresh_interval`` is the quota
-    guard: after a 401 forced a new token, another 401 forces the next one only
-    this many seconds later.
+    token is not a JWT with ``exp``. ``rejection_backoff`` and
+    ``max_rejection_backoff`` pace the replacement of tokens that an API rejects
+    before it accepted any request with them (see :class:`RejectionGuard`).
     """
 
     refresh_ahead: float = 60.0
     expiry_leeway: float = 10.0
     default_lifetime: float = 3600.0
-    forced_refresh_interval: float = 30.0
+    rejection_backoff: float = 30.0
+    max_rejection_backoff: float = 600.0
 
     def __post_init__(self) -> None:
-        _require_seconds(self, "refresh_ahead", "expiry_leeway", "forced_refresh_interval")
+        _require_seconds(
+            self, "refresh_ahead", "expiry_leeway", "rejection_backoff", "max_rejection_backoff"
+        )
         _require_seconds(self, "default_lifetime", positive=True)
 
     def lifetime_of(self, granted: GrantedToken) -> float:
@@ -69,8 +83,8 @@ class RefreshPolicy:
         ahead = max(leeway, min(self.refresh_ahead, lifetime * REFRESH_AHEAD_FRACTION))
         return CachedToken(
             access_token=granted.access_token,
-            refresh_at=now + remaining - ahead,
-            expires_at=now + remaining - leeway,
+            refresh_at=now + max(remaining - ahead, MIN_TOKEN_REUSE),
+            expires_at=now + max(remaining - leeway, MIN_TOKEN_REUSE),
         )
 
     @staticmethod
@@ -80,6 +94,55 @@ class RefreshPolicy:
         so a failing server is not hammered."""
         retry_at = now + max(1.0, wait, (cached.expires_at - now) / 4)
         return replace(cached, refresh_at=min(retry_at, cached.expires_at))
+
+    def rejection_guard(self) -> RejectionGuard:
+        return RejectionGuard(self.rejection_backoff, self.max_rejection_backoff)
+
+
+@dataclass
+class RejectionGuard:
+    """Whether a 401 may cost a token request: the quota guard.
+
+    A token that served requests and is then refused has reached its end (servers
+    expire tokens a little before ``expires_in`` says): it is replaced at once,
+    however often that happens. A token refused before any request succeeded
+    with it is a *strike*. The first strike is replaced at once too (a key
+    rotation, a token revoked in flight); after that, a replacement is forced
+    only when ``backoff * 2**(strikes - 2)`` seconds (at most ``max_backoff``)
+    have passed since the last token request, natural refreshes included. An API
+    that refuses every token therefore costs a handful of tokens an hour, and one
+    accepted request ends the back-off.
+
+    Not thread-safe: the token source calls it under its lock.
+    """
+
+    backoff: float
+    max_backoff: float
+    strikes: int = 0
+    #: The last token counted as a strike, so its further 401s are not counted again.
+    struck: str | None = field(default=None, repr=False)
+
+    def allows_replacement(
+        self, rejected: str, *, proven: bool, now: float, last_fetch: float
+    ) -> bool:
+        """May ``rejected`` (refused at ``now``) be replaced by a new token request?"""
+        if proven:
+            self.accepted()
+            return True
+        if rejected != self.struck:
+            self.struck = rejected
+            self.strikes += 1
+        return now - last_fetch >= self.wait_after_strikes()
+
+    def wait_after_strikes(self) -> float:
+        """Seconds since the last token request before the next forced one."""
+        if self.strikes <= 1:
+            return 0.0
+        return min(self.max_backoff, self.backoff * 2.0 ** (self.strikes - 2))
+
+    def accepted(self) -> None:
+        """A request succeeded with the current token: the API takes our tokens."""
+        self.strikes, self.struck = 0, None
 
 
 @dataclass(frozen=True)
@@ -123,16 +186,18 @@ def _require_seconds(settings: object, *names: str, positive: bool = False) -> N
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Read a ``Retry-After`` header: delay-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    """Read a ``Retry-After`` header: delay-seconds or an HTTP date (RFC 9110 10.2.3),
+    at most :data:`MAX_SERVER_WAIT`; anything else (non-ASCII digits, junk) is ``None``."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return min(float(value), MAX_SERVER_WAIT)  # 400 nines parse to inf: capped too
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(0.0, seconds), MAX_SERVER_WAIT)

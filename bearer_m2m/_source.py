@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ._flight import Flight
-from ._policy import CachedToken, RefreshPolicy
+from ._policy import MAX_SERVER_WAIT, CachedToken, RefreshPolicy
 from ._tokens import GrantedToken, fingerprint
 from .errors import TokenEndpointUnavailable, TokenError
 
@@ -50,8 +50,11 @@ class TokenSource:
         # get that failure at once until then, rather than asking again.
         self._quiet_until = float("-inf")
         self._quiet_error: BaseException | None = None
-        self._last_forced_refresh = -policy.forced_refresh_interval
-        self._quota_guard_warned = False
+        self._guard = policy.rejection_guard()
+        self._guard_warned: str | None = None  # the token the guard last warned about
+        self._last_fetch = float("-inf")  # when the last token request started
+        # The newest token until a request succeeds with it: a 401 to it is a strike.
+        self._unproven: str | None = None
         self._lock = threading.Lock()
         _live_sources.add(self)
 
@@ -116,41 +119,62 @@ class TokenSource:
             return None
         return None if token == rejected else token
 
+    def accepted(self, token: str) -> None:
+        """An API answered a request that carried ``token`` with something other than 401.
+
+        Adapters call this for every such answer; past a token's first success it
+        costs one comparison.
+        """
+        if token == self._unproven:
+            with self._lock:
+                if token == self._unproven:
+                    self._unproven = None
+                    self._guard.accepted()
+
     def invalidate(self) -> None:
-        """Forget the cached token; the next request fetches a new one."""
+        """Forget the cached token, and any wait the token endpoint asked for:
+        the next request fetches a new one."""
         with self._lock:
             self._cached = None
+            self._quiet_until, self._quiet_error = float("-inf"), None
 
     def _drop_rejected(self, rejected: str) -> bool:
         """Forget ``rejected`` if it is still the cached token; False when the quota guard
-        forbids fetching a replacement.
+        forbids fetching a replacement (see :class:`~bearer_m2m._policy.RejectionGuard`).
 
         Only the first of fifty concurrent 401s finds its token still cached, so
-        they cause one fetch; the others get the replacement. A fetch forced this
-        way is allowed once per ``forced_refresh_interval``.
+        they cause one fetch; the others get the replacement.
         """
         with self._lock:
             cached = self._cached
             if cached is None or cached.access_token != rejected:
                 return True
             if self._flight is None:
-                now = self._clock()
-                if now - self._last_forced_refresh < self._policy.forced_refresh_interval:
-                    if not self._quota_guard_warned:  # once per interval, not per request
-                        self._quota_guard_warned = True
-                        logger.warning(
-                            "token %s was rejected again within %.0f s of a forced refresh; "
-                            "returning 401s without fetching new tokens (quota guard)",
-                            fingerprint(rejected),
-                            self._policy.forced_refresh_interval,
-                        )
+                allowed = self._guard.allows_replacement(
+                    rejected,
+                    proven=rejected != self._unproven,
+                    now=self._clock(),
+                    last_fetch=self._last_fetch,
+                )
+                if not allowed:
+                    self._warn_guard_tripped(rejected)
                     return False
-                self._last_forced_refresh = now
-                self._quota_guard_warned = False
             logger.info("token %s was rejected with 401; replacing it", fingerprint(rejected))
             self._cached = None
             self._rejected = rejected
             return True
+
+    def _warn_guard_tripped(self, rejected: str) -> None:
+        if self._guard_warned != rejected:  # once per token, not once per request
+            self._guard_warned = rejected
+            logger.warning(
+                "token %s was rejected before any request succeeded with it (%d such tokens "
+                "in a row); returning 401s without fetching a new token for up to %.0f s "
+                "(quota guard)",
+                fingerprint(rejected),
+                self._guard.strikes,
+                self._guard.wait_after_strikes(),
+            )
 
     def _check_in(self) -> str | Flight:
         """Decide, under the lock, what a caller gets: a token to use now, or
@@ -172,6 +196,7 @@ class TokenSource:
     def _take_off(self) -> Flight:
         """Start a fetch in its own thread (called with the lock held)."""
         flight = self._flight = Flight()
+        self._last_fetch = self._clock()
         threading.Thread(
             target=self._fly,
             args=(flight, self._rejected),
@@ -190,7 +215,7 @@ class TokenSource:
                 if self._flight is flight:
                     self._flight = None
                     now = self._clock()
-                    wait = getattr(exc, "retry_after", None) or 0.0
+                    wait = min(getattr(exc, "retry_after", None) or 0.0, MAX_SERVER_WAIT)
                     if wait > 0:
                         self._quiet_until, self._quiet_error = now + wait, exc
                     cached = self._cached
@@ -204,6 +229,7 @@ class TokenSource:
             with self._lock:
                 if self._flight is flight:  # not abandoned meanwhile
                     self._cached = self._policy.schedule(granted, self._clock())
+                    self._unproven = granted.access_token
                     self._flight = None
             flight.finish(token=granted.access_token)
 

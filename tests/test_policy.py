@@ -80,7 +80,7 @@ def test_parse_retry_after() -> None:
         lambda: RefreshPolicy(expiry_leeway=-30),
         lambda: RefreshPolicy(refresh_ahead=float("nan")),
         lambda: RefreshPolicy(default_lifetime=0),
-        lambda: RefreshPolicy(forced_refresh_interval=float("inf")),
+        lambda: RefreshPolicy(rejection_backoff=float("inf")),
         lambda: RetryPolicy(deadline=-1),
         lambda: RetryPolicy(max_backoff="8"),
     ],

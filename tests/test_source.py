@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from bearer_m2m import TokenEndpointUnavailable, TokenRequestRejected
-from bearer_m2m._policy import RefreshPolicy
+from bearer_m2m._policy import MAX_SERVER_WAIT, MIN_TOKEN_REUSE, RefreshPolicy
 from bearer_m2m._source import TokenSource
 from bearer_m2m._tokens import GrantedToken
 
@@ -61,7 +61,7 @@ def fetch() -> Fetch:
 @pytest.fixture
 def source(fetch: Fetch, clock: Clock) -> TokenSource:
     # lifetime 100 s: refresh ahead from 80 s, treated as expired from 95 s
-    return TokenSource(fetch, RefreshPolicy(forced_refresh_interval=30), wait_limit=5, clock=clock)
+    return TokenSource(fetch, RefreshPolicy(rejection_backoff=30, max_rejection_backoff=600), wait_limit=5, clock=clock)
 
 
 def run_threads(n: int, target: object) -> list[object]:
@@ -284,14 +284,127 @@ def test_quota_guard_bounds_forced_refreshes(
     source: TokenSource, fetch: Fetch, clock: Clock
 ) -> None:
     token = source.token()
-    token = source.token_after_rejection(token)  # first 401: replaced
+    token = source.token_after_rejection(token)  # first 401 to an unproven token: replaced
     assert token == "t2"
     for _ in range(1000):  # an API that rejects every token
         assert source.token_after_rejection(token) is None
         clock.now += 0.01
     assert fetch.calls == 2
-    clock.now += 30  # after the interval one more forced refresh is allowed
+    clock.now += 30  # 30 s after the last token request, one more is allowed
     assert source.token_after_rejection(token) == "t3"
+
+
+def test_a_token_that_served_requests_is_replaced_however_often_that_happens(
+    fetch: Fetch, clock: Clock
+) -> None:
+    """Servers end tokens early: each 401 after successes is a token's normal end."""
+    fetch.lifetime = 3.0
+    source = TokenSource(fetch, RefreshPolicy(), wait_limit=5, clock=clock)
+    token = source.token()
+    for serial in range(2, 50):  # 48 lifetimes in 48 s of wall clock: no guard trips
+        source.accepted(token)
+        clock.now += 1.0
+        replacement = source.token_after_rejection(token)
+        assert replacement == f"t{serial}"
+        token = replacement
+    assert fetch.calls == 49
+
+
+def test_rejected_replacements_back_off_exponentially_and_reset_on_success(
+    source: TokenSource, fetch: Fetch, clock: Clock
+) -> None:
+    fetched_at: list[float] = []
+    start = clock.now
+
+    def reject_for(seconds: float) -> str:
+        token = source.token()
+        end = clock.now + seconds
+        while clock.now < end:
+            calls = fetch.calls
+            replacement = source.token_after_rejection(token)
+            if fetch.calls > calls:
+                fetched_at.append(clock.now - start)
+            token = replacement or token
+            clock.now += 1.0
+        return token
+
+    token = reject_for(600)  # ten minutes of an API that refuses every (day-long) token
+    assert fetched_at == [0.0, 30.0, 90.0, 210.0, 450.0]
+    assert fetch.calls == 6  # the first token and five replacements
+
+    source.accepted(token)  # the API takes tokens again: the next 401 is a token's end
+    calls = fetch.calls
+    assert source.token_after_rejection(token) is not None
+    assert fetch.calls == calls + 1
+
+
+def test_the_back_off_is_capped(fetch: Fetch, clock: Clock) -> None:
+    policy = RefreshPolicy(rejection_backoff=30, max_rejection_backoff=100)
+    source = TokenSource(fetch, policy, wait_limit=5, clock=clock)
+    token = source.token()
+    gaps = []
+    last = clock.now
+    while fetch.calls < 8:
+        calls = fetch.calls
+        token = source.token_after_rejection(token) or token
+        if fetch.calls > calls:
+            gaps.append(clock.now - last)
+            last = clock.now
+        clock.now += 1.0
+    assert gaps == [0.0, 30.0, 60.0, 100.0, 100.0, 100.0, 100.0]
+
+
+def test_a_natural_refresh_counts_as_a_new_try(fetch: Fetch, clock: Clock) -> None:
+    """With short tokens against an API that refuses everything, refreshes on schedule
+    are the only token requests: the guard adds none."""
+    fetch.lifetime = 3.0
+    source = TokenSource(fetch, RefreshPolicy(), wait_limit=5, clock=clock)
+    token = source.token()
+    source.token_after_rejection(token)  # the first strike is replaced at once
+    for _ in range(6000):  # 10 minutes, a request every 100 ms
+        source.token_after_rejection(source.token())
+        clock.now += 0.1
+    lifetimes = 600 / 3.0
+    assert fetch.calls <= lifetimes * 1.25 + 2  # refresh ahead at 80 % of each lifetime
+
+
+def test_invalidate_ends_a_wait_the_server_named(source: TokenSource, fetch: Fetch) -> None:
+    fetch.fail_with = TokenEndpointUnavailable("spent", retry_after=10**9)
+    with pytest.raises(TokenEndpointUnavailable):
+        source.token()
+    with pytest.raises(TokenEndpointUnavailable):
+        source.token()
+    assert fetch.calls == 1  # the wait is remembered...
+    fetch.fail_with = None
+    source.invalidate()  # ...until the user asks for a new token
+    assert source.token() == "t2"
+
+
+def test_a_server_named_wait_is_capped(source: TokenSource, fetch: Fetch, clock: Clock) -> None:
+    fetch.fail_with = TokenEndpointUnavailable("spent", retry_after=float("inf"))
+    with pytest.raises(TokenEndpointUnavailable):
+        source.token()
+    clock.now += MAX_SERVER_WAIT - 1
+    with pytest.raises(TokenEndpointUnavailable):
+        source.token()
+    assert fetch.calls == 1
+    fetch.fail_with = None
+    clock.now += 2
+    assert source.token() == "t2"
+
+
+def test_a_token_said_to_live_zero_seconds_is_used_for_a_second(
+    fetch: Fetch, clock: Clock
+) -> None:
+    fetch.lifetime = 0.0
+    source = TokenSource(fetch, RefreshPolicy(), wait_limit=5, clock=clock)
+    tokens = set()
+    for _ in range(100):  # 100 requests in 0.5 s
+        tokens.add(source.token())
+        clock.now += 0.005
+    assert fetch.calls == 1 and tokens == {"t1"}
+    clock.now += MIN_TOKEN_REUSE
+    assert source.token() == "t2"
 
 
 def test_async_rejection_path(source: TokenSource, fetch: Fetch) -> None:
