@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import ssl
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -70,6 +72,14 @@ class AuthorizationServer(LoopbackServer):
     certificate: the RFC 8705 ``mtls_endpoint_aliases`` token endpoint. Tokens
     obtained there with a client certificate are bound to it (``cnf``).
 
+    ``expiry_skew`` (seconds, default 0) makes tokens die early, as they do on
+    real servers: one that floors ``iat`` to whole seconds (node oidc-provider,
+    Glewlwyd) or whose clock runs ahead of the client's refuses a token up to a
+    second before the ``expires_in`` it announced. With ``expiry_skew=1.0``
+    :class:`ProtectedAPI` refuses each token from a random instant within the
+    last second before its announced end (now + ``expires_in`` at issue); the
+    JWT's ``exp`` does not tell, so clients meet the 401s that users meet.
+
     ``client_quota`` and ``organization_quota`` set Auth0's fine-grained token
     quotas for every client and organization (see :meth:`set_quota`).
 
@@ -87,7 +97,13 @@ class AuthorizationServer(LoopbackServer):
         mtls_port: int = 0,
         client_quota: Quota | None = None,
         organization_quota: Quota | None = None,
+        expiry_skew: float = 0.0,
     ) -> None:
+        if not (isinstance(expiry_skew, (int, float)) and 0 <= expiry_skew < float("inf")):
+            raise ValueError("expiry_skew must be a non-negative, finite number of seconds")
+        self.expiry_skew = float(expiry_skew)
+        self._early_ends: dict[bytes, float] = {}  # token digest -> when the API starts refusing
+        self._skew_rng = random.Random()  # noqa: S311  (test timing, not cryptography)
         self._tls_setup = ServerTLS() if tls else None
         super().__init__(port, tls=None if self._tls_setup is None else self._tls_setup.context)
         self._mtls: _Listener | None = None
@@ -438,9 +454,14 @@ class AuthorizationServer(LoopbackServer):
             self._reject_all = bool(value)
 
     def is_revoked(self, access_token: str) -> bool:
-        """Whether an API should refuse ``access_token`` though it is otherwise valid."""
+        """Whether an API should refuse ``access_token`` though it is otherwise valid:
+        revoked, ``reject_all_tokens``, or past its early end (``expiry_skew``)."""
+        digest = _digest(access_token)
         with self._lock:
-            return self._reject_all or _digest(access_token) in self._revoked
+            if self._reject_all or digest in self._revoked:
+                return True
+            early_end = self._early_ends.get(digest)
+        return early_end is not None and time.time() >= early_end
 
     # -- scripted faults: each applies to one token request, in the order scripted --
 
@@ -536,10 +557,14 @@ class AuthorizationServer(LoopbackServer):
         with self._lock:
             self._last_assertion = (dict(header), dict(claims))
 
-    def _record_issued(self, access_token: str) -> None:
+    def _record_issued(self, access_token: str, expires_in: float) -> None:
+        digest = _digest(access_token)
         with self._lock:
             self._tokens_issued += 1
-            self._live.add(_digest(access_token))
+            self._live.add(digest)
+            if self.expiry_skew:
+                early = self._skew_rng.uniform(0.0, self.expiry_skew)
+                self._early_ends[digest] = time.time() + expires_in - early
 
 
 class _Listener(LoopbackServer):

@@ -49,7 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(options: argparse.Namespace, stop: threading.Event, out: TextIO) -> None:
     """Start the servers, describe them on ``out``, and serve until ``stop`` is set."""
     tls = bool(getattr(options, "tls", False))
-    server = AuthorizationServer(port=options.port, token_lifetime=options.token_lifetime, tls=tls)
+    server = AuthorizationServer(
+        port=options.port,
+        token_lifetime=options.token_lifetime,
+        tls=tls,
+        expiry_skew=options.expiry_skew,
+    )
     with server, ProtectedAPI(server, options.audience, port=options.api_port, tls=tls) as api:
         client = server.client
         if options.secret_file:
@@ -95,6 +100,16 @@ def _lifetime(text: str) -> float:
         raise argparse.ArgumentTypeError("a number of seconds, at least 1") from None
 
 
+def _skew(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError("a non-negative number of seconds")
+    return seconds
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bearer-m2m serve",
@@ -111,6 +126,14 @@ def _parser() -> argparse.ArgumentParser:
         default=3600.0,
         metavar="SECONDS",
         help="lifetime of issued tokens (default: 3600)",
+    )
+    parser.add_argument(
+        "--expiry-skew",
+        type=_skew,
+        default=0.0,
+        metavar="SECONDS",
+        help="the API refuses each token up to this long before its expires_in ends, "
+        "as servers that floor iat do (default: 0)",
     )
     parser.add_argument(
         "--audience",

@@ -61,7 +61,8 @@ _JSON = "application/json"
 class TokenAuthority(AuthorizationServer):  # type: ignore[misc]
     """Authlib's authorization server for one issuer, answering :class:`Request` values.
 
-    ``on_issue`` is told every access token issued (to count and revoke them),
+    ``on_issue`` is told every access token issued and its ``expires_in`` (to
+    count, revoke and expire them),
     ``on_assertion`` the header and claims of every client assertion accepted.
     Client assertions may name any of ``assertion_audiences`` as their ``aud``;
     ``ca`` issues the certificates of ``tls_client_auth`` clients, and
@@ -77,7 +78,7 @@ class TokenAuthority(AuthorizationServer):  # type: ignore[misc]
         key: RSAKey,
         clients: ClientRegistry,
         default_audience: str,
-        on_issue: Callable[[str], None],
+        on_issue: Callable[[str, float], None],
         assertion_audiences: Sequence[str] = (),
         on_assertion: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
         ca: CertificateAuthority | None = None,
@@ -128,7 +129,7 @@ class TokenAuthority(AuthorizationServer):  # type: ignore[misc]
         return None if registered is None else ClientModel(registered)
 
     def save_token(self, token: dict[str, Any], request: TokenRequest) -> None:
-        self._on_issue(token["access_token"])
+        self._on_issue(token["access_token"], float(token["expires_in"]))
 
     def send_signal(self, name: str, *args: object, **kwargs: object) -> None:
         """Nothing listens to Authlib's signals here."""
