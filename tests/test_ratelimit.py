@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 import pytest
 import requests_mock
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from bearer_m2m import ClientCredentialsAuth, TokenEndpointUnavailable
-from bearer_m2m._ratelimit import QuotaBucket, RateLimit, parse_rate_limit
+from bearer_m2m._ratelimit import (
+    MAX_NUMBER,
+    MAX_WAIT_HINT,
+    QuotaBucket,
+    RateLimit,
+    parse_rate_limit,
+)
 from tests.conftest import FAST_RETRY
 
 URL = "https://tenant.example/oauth/token"
@@ -87,3 +96,97 @@ def test_a_low_quota_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
         auth.invalidate()
         auth.token()
     assert "M2M token quota runs low: client quota per_hour 5/100 left" in caplog.text
+
+
+# --- hostile or broken headers never raise -----------------------------------------------------
+
+NAMES = [
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Auth0-Client-Quota-Limit",
+    "Auth0-Organization-Quota-Limit",
+]
+numbers = st.one_of(
+    st.integers().map(str),
+    st.sampled_from(["9" * 400, "9" * 5000, "-5", "+5", "1_000", " 7 ", "0x10", "", "\u00b2"]),
+    st.sampled_from(["\u0663", "\uff15", "1e3", "inf", "nan", "007", "0" * 30 + "1"]),
+    st.text(max_size=6),
+)
+bucket_texts = st.lists(
+    st.tuples(st.text(max_size=10) | st.sampled_from(["per_hour", "per_day"]), numbers, numbers, numbers),
+    max_size=3,
+).map(lambda buckets: ",".join(f"b={b};q={q};r={r};t={t}" for b, q, r, t in buckets))
+auth0_headers = st.dictionaries(
+    st.sampled_from(NAMES) | st.sampled_from(NAMES).map(str.lower),
+    numbers | bucket_texts | st.text(),
+)
+any_headers = st.dictionaries(st.text(), st.text()) | auth0_headers
+instants = st.none() | st.floats(allow_nan=True, allow_infinity=True)
+
+
+def assert_sane(limit: RateLimit, now: float | None) -> None:
+    for number in (limit.limit, limit.remaining, limit.reset_at):
+        assert number is None or 0 <= number <= MAX_NUMBER
+    for bucket in limit.quotas:
+        assert min(bucket.quota, bucket.remaining, bucket.resets_in) >= 0
+        assert max(bucket.quota, bucket.remaining, bucket.resets_in) <= MAX_NUMBER
+        assert isinstance(bucket.is_low, bool)
+    hint = limit.wait_hint(now)
+    assert hint is None or 0 <= hint <= MAX_WAIT_HINT
+    text = str(limit)
+    assert "\r" not in text and "\n" not in text  # a log line stays one line
+
+
+@given(headers=any_headers, now=instants)
+@example({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "9" * 400}, None)
+@example({"Auth0-Client-Quota-Limit": f"b=per_hour;q={'9' * 400};r=0;t={'9' * 400}"}, None)
+@example({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1700000000"}, float("nan"))
+@example({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1700000000"}, float("-inf"))
+def test_any_headers_parse_to_sane_limits(headers: dict[str, str], now: float | None) -> None:
+    limit = parse_rate_limit(headers)
+    if limit is not None:
+        assert_sane(limit, now)
+
+
+@given(st.text() | numbers)
+def test_a_number_is_read_only_from_ascii_digits(value: str) -> None:
+    limit = parse_rate_limit({"X-RateLimit-Limit": value})
+    digits = value.strip(" \t")
+    if digits and all("0" <= char <= "9" for char in digits):
+        expected = min(Decimal(digits), MAX_NUMBER)  # Decimal: no 4300-digit limit, unlike int
+        assert limit is not None and limit.limit == expected
+    else:
+        assert limit is None
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "-5", "+5", "1_000", "0x10", "1e3", "4.5"])
+def test_numbers_that_are_not_plain_ascii_digits_are_ignored(value: str) -> None:
+    assert parse_rate_limit({"X-RateLimit-Limit": value}) is None
+    assert parse_rate_limit({"Auth0-Client-Quota-Limit": f"b=per_hour;q={value};r=1"}) is None
+
+
+def test_huge_numbers_are_capped_and_the_wait_is_at_most_a_day() -> None:
+    limit = parse_rate_limit(
+        {
+            "X-RateLimit-Limit": "9" * 400,
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": "9" * 5000,
+            "Auth0-Client-Quota-Limit": f"b=per_day;q={'9' * 400};r={'9' * 400};t={'9' * 400}",
+        }
+    )
+    assert limit is not None
+    assert limit.limit == limit.reset_at == MAX_NUMBER
+    assert limit.client_quota == (QuotaBucket("per_day", MAX_NUMBER, MAX_NUMBER, MAX_NUMBER),)
+    assert not limit.client_quota[0].is_low
+    assert limit.wait_hint() == MAX_WAIT_HINT == 86400
+
+
+def test_a_past_reset_means_no_wait() -> None:
+    limit = parse_rate_limit({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1000"})
+    assert limit is not None and limit.wait_hint(now=2000.0) == 0
+
+
+@pytest.mark.parametrize("window", ["per_hour\r\nInjected: 1", "per hour", "x" * 33, "", "\u00e9t\u00e9"])
+def test_a_bucket_whose_name_is_not_an_identifier_is_ignored(window: str) -> None:
+    assert parse_rate_limit({"Auth0-Client-Quota-Limit": f"b={window};q=10;r=0;t=5"}) is None
