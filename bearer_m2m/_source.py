@@ -1,13 +1,14 @@
 """When a token is needed: reuse, single flight, refresh ahead, replacement after a 401.
 
 The source keeps one :class:`CachedToken` and at most one fetch in flight. The
-fetch always runs in a thread of its own, so sync callers wait on an event,
+fetch always runs in the source's fetch thread, so sync callers wait on an event,
 async callers wait in a worker thread (the event loop never blocks), and
 threads, asyncio tasks and trio tasks all share the same single flight.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -19,6 +20,7 @@ from dataclasses import replace
 from ._flight import Flight
 from ._policy import MAX_SERVER_WAIT, CachedToken, RefreshPolicy
 from ._tokens import GrantedToken, fingerprint
+from ._worker import FetchWorker
 from .errors import TokenEndpointUnavailable, TokenError
 
 logger = logging.getLogger("bearer_m2m")
@@ -56,6 +58,7 @@ class TokenSource:
         # The newest token until a request succeeds with it: a 401 to it is a strike.
         self._unproven: str | None = None
         self._lock = threading.Lock()
+        self._worker = FetchWorker("bearer_m2m-token-fetch")
         _live_sources.add(self)
 
     def current(self) -> str | None:
@@ -194,15 +197,10 @@ class TokenSource:
             return self._flight or self._take_off()
 
     def _take_off(self) -> Flight:
-        """Start a fetch in its own thread (called with the lock held)."""
+        """Start a fetch in the source's worker thread (called with the lock held)."""
         flight = self._flight = Flight()
         self._last_fetch = self._clock()
-        threading.Thread(
-            target=self._fly,
-            args=(flight, self._rejected),
-            name="bearer_m2m-token-fetch",
-            daemon=True,
-        ).start()
+        self._worker.submit(functools.partial(self._fly, flight, self._rejected))
         return flight
 
     def _fly(self, flight: Flight, rejected: str | None) -> None:
@@ -250,6 +248,7 @@ class TokenSource:
         # either fully stored or not at all, so it stays; if it was being
         # refreshed, the child refreshes it again.
         self._lock = threading.Lock()
+        self._worker.reset_after_fork()
         if self._flight is not None:
             self._flight = None
             cached = self._cached

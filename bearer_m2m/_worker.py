@@ -1,0 +1,91 @@
+"""A long-lived thread that runs one token source's fetches.
+
+Starting a thread per fetch made the request that started a refresh wait for
+``Thread.start()``, which blocks until the new thread has run, and under GIL
+contention that is milliseconds. Handing the fetch to a thread that is already
+waiting costs a queue put.
+
+A fetch that hangs past every timeout is abandoned by the token source; the
+next fetch must not queue behind it, so a busy worker is replaced by a fresh
+thread and retires once its hung job ends. An idle worker retires too, after
+``IDLE_SECONDS``, so an application that builds many auth objects does not
+collect threads; the next fetch starts one again.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+
+Job = Callable[[], None]
+
+#: An idle worker thread ends after this long (day-long tokens need one a day).
+IDLE_SECONDS = 120.0
+
+
+class FetchWorker:
+    """Runs jobs one after another in a daemon thread of its own, started on first use."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._current: _Thread | None = None
+
+    def submit(self, job: Job) -> None:
+        """Run ``job`` soon in the worker thread; never waits for it."""
+        with self._lock:
+            worker = self._current
+            if worker is None or worker.busy or not worker.is_alive():
+                worker = self._current = _Thread(self)
+                worker.start()
+            worker.give(job)
+
+    def retire_if_idle(self, worker: _Thread) -> bool:
+        """Let ``worker`` end unless a job reached it meanwhile (jobs are given under this lock)."""
+        with self._lock:
+            if worker.has_jobs():
+                return False
+            if worker is self._current:
+                self._current = None
+            return True
+
+    def reset_after_fork(self) -> None:
+        """The child inherits no threads: the next job starts a new one."""
+        self._lock = threading.Lock()
+        self._current = None
+
+    def _is_current(self, worker: _Thread) -> bool:
+        with self._lock:
+            return worker is self._current
+
+
+class _Thread(threading.Thread):
+    def __init__(self, owner: FetchWorker) -> None:
+        super().__init__(name=owner._name, daemon=True)
+        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self._owner = owner
+        #: Set when a job is handed over, cleared when it ends: a busy worker takes no more.
+        self.busy = False
+
+    def give(self, job: Job) -> None:
+        self.busy = True
+        self._jobs.put(job)
+
+    def has_jobs(self) -> bool:
+        return not self._jobs.empty()
+
+    def run(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                if self._owner.retire_if_idle(self):
+                    return
+                continue
+            try:
+                job()
+            finally:
+                self.busy = False
+            if not self._owner._is_current(self):  # replaced while this job hung: retire
+                return

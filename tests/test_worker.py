@@ -1,0 +1,66 @@
+"""The fetch worker: jobs run in a long-lived thread; a hung job never blocks the next."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from bearer_m2m import _worker
+from bearer_m2m._worker import FetchWorker
+
+
+def run(worker: FetchWorker) -> str:
+    done = threading.Event()
+    ran_in: list[str] = []
+
+    def job() -> None:
+        ran_in.append(threading.current_thread().name)
+        done.set()
+
+    worker.submit(job)
+    assert done.wait(5)
+    return ran_in[0]
+
+
+def test_jobs_run_one_after_another_in_one_thread() -> None:
+    worker = FetchWorker("fetcher")
+    threads = set()
+    for _ in range(5):
+        done = threading.Event()
+        worker.submit(lambda done=done: (threads.add(threading.get_ident()), done.set()))
+        assert done.wait(5)
+    assert len(threads) == 1
+    assert run(worker) == "fetcher"
+
+
+def test_a_hung_job_does_not_hold_up_the_next() -> None:
+    worker = FetchWorker("fetcher")
+    release = threading.Event()
+    worker.submit(release.wait)  # hangs until released
+    second_done = threading.Event()
+    worker.submit(second_done.set)
+    assert second_done.wait(5)
+    release.set()
+
+
+def test_an_idle_worker_retires_and_the_next_job_starts_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_worker, "IDLE_SECONDS", 0.05)
+    worker = FetchWorker("fetcher")
+    run(worker)
+    first = worker._current
+    assert first is not None
+    first.join(5)
+    assert not first.is_alive() and worker._current is None
+    run(worker)
+    assert worker._current is not None and worker._current is not first
+
+
+def test_after_fork_the_next_job_starts_a_thread() -> None:
+    worker = FetchWorker("fetcher")
+    run(worker)
+    worker.reset_after_fork()
+    assert worker._current is None
+    assert run(worker) == "fetcher"
