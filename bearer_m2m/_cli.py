@@ -9,18 +9,18 @@ environment, a file or standard input.
 from __future__ import annotations
 
 import argparse
+import base64
 import configparser
 import datetime
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TextIO
-
-from joserfc.errors import JoseError
-from joserfc.jws import extract_compact
+from typing import Any, TextIO
 
 from ._auth import ClientCredentialsAuth
+from ._env import KNOWN
 from ._tokens import fingerprint
 from .errors import (
     ConfigurationError,
@@ -35,6 +35,11 @@ EXIT_USAGE = 2  # bad arguments or configuration
 EXIT_REJECTED = 3  # the token endpoint refused the credentials
 EXIT_UNAVAILABLE = 4  # the token endpoint could not be reached or kept failing
 EXIT_BAD_RESPONSE = 5  # the token endpoint answered something unusable, or another failure
+
+#: The longest line read from standard input (a token or a client secret): 1 MiB.
+MAX_STDIN_LINE = 1024 * 1024
+#: The largest --config file read: 1 MiB, far beyond a few settings.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 #: Flag -> setting name (as in ``from_env``, without the prefix).
 SETTING_FLAGS = {
@@ -76,6 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TokenError as exc:
         print(f"bearer-m2m: error: {exc}", file=sys.stderr)
         return _exit_code(exc)
+    except Exception as exc:  # never a traceback: it could show a secret or a token
+        print(
+            f"bearer-m2m: error: unexpected {type(exc).__name__} (its message is not shown, "
+            "as it may contain a secret)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_RESPONSE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         description="OAuth2 client-credentials tokens for requests and httpx.",
         epilog="Exit codes: 0 ok, 2 usage or configuration error, 3 credentials refused, "
-        "4 token endpoint unavailable, 5 unusable answer.",
+        "4 token endpoint unavailable, 5 unusable answer or another failure.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     token = commands.add_parser(
@@ -159,7 +171,7 @@ def _auth_from(args: argparse.Namespace) -> ClientCredentialsAuth:
         _layer(settings, _config_file(args.config))
     flags = {name: getattr(args, flag) for flag, name in SETTING_FLAGS.items()}
     if args.client_secret_stdin:
-        flags["CLIENT_SECRET"] = sys.stdin.readline().rstrip("\r\n")
+        flags["CLIENT_SECRET"] = _stdin_line("the client secret")
     _layer(settings, {name: value for name, value in flags.items() if value is not None})
     return ClientCredentialsAuth.from_env(
         prefix,
@@ -194,42 +206,156 @@ def _unrecognized(arguments: list[str]) -> str:
     )
 
 
+def _stdin_line(what: str) -> str:
+    """One line of standard input, without its line ending, or a ConfigurationError
+    that names ``what`` was expected and never quotes what was read."""
+    try:
+        line = sys.stdin.readline(MAX_STDIN_LINE + 1)
+    except UnicodeDecodeError:  # its message would quote a byte of the secret
+        raise ConfigurationError(f"{what} on standard input is not UTF-8 text") from None
+    if len(line) > MAX_STDIN_LINE:
+        raise ConfigurationError(f"{what} on standard input is longer than 1 MiB")
+    return line.rstrip("\r\n")
+
+
 def _config_file(path: str) -> Mapping[str, str]:
+    """The ``[bearer_m2m]`` section of an INI file; every way the file can be wrong is a
+    ConfigurationError that names the line, never what it holds (a secret, maybe)."""
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        with open(path, encoding="utf-8") as file:
-            parser.read_file(file)
-    except (OSError, configparser.Error) as exc:
-        raise ConfigurationError(
-            f"cannot read config file {path!r} ({type(exc).__name__})"
-        ) from None
+        with open(path, "rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a file name"
+        raise ConfigurationError(f"cannot read config file {path!r} ({reason})") from None
+    try:
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigurationError(f"config file {path!r} is larger than 1 MiB")
+        parser.read_string(raw.decode("utf-8-sig"), source=path)
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"config file {path!r} is not UTF-8 text") from None
+    except configparser.Error as exc:
+        raise ConfigurationError(f"config file {path!r}: {_config_problem(exc)}") from None
     if not parser.has_section(CONFIG_SECTION):
         raise ConfigurationError(f"config file {path!r} has no [{CONFIG_SECTION}] section")
     return {key.upper(): value for key, value in parser.items(CONFIG_SECTION)}
 
 
+def _config_problem(error: configparser.Error) -> str:
+    """What is wrong with an INI file, by line number. configparser's own messages
+    quote the offending line, which may be a secret; key names are shown only when
+    they are settings, as a secret typed in the wrong place could be a key too."""
+    if isinstance(error, configparser.DuplicateOptionError):
+        key = repr(error.option) if error.option.upper() in KNOWN else "a key"
+        return f"{key} is given twice in [{_section(error.section)}] (line {error.lineno})"
+    if isinstance(error, configparser.DuplicateSectionError):
+        return f"section [{_section(error.section)}] is given twice (line {error.lineno})"
+    if isinstance(error, configparser.MissingSectionHeaderError):
+        return f"line {error.lineno} comes before any [section] header"
+    if isinstance(error, configparser.ParsingError):
+        lines = ", ".join(str(number) for number, _ in error.errors[:10])
+        return f"line(s) {lines} are not 'key = value'"
+    return f"not a valid INI file ({type(error).__name__})"
+
+
+def _section(name: str) -> str:
+    return name if name == CONFIG_SECTION else "..."
+
+
+#: Claims that are instants (RFC 7519 4.1.4-6): their label, and how to say one is past.
+TIME_CLAIMS = {
+    "exp": ("expires", "expired {} ago"),
+    "iat": ("issued", "{} ago"),
+    "nbf": ("not before", "{} ago"),
+}
+
+
 def _inspect(args: argparse.Namespace, out: TextIO) -> int:
-    token = sys.stdin.readline().strip() if args.stdin else _auth_from(args).token()
+    token = _stdin_line("the token").strip() if args.stdin else _auth_from(args).token()
     print("NOT VERIFIED: the signature was not checked.", file=out)
-    try:
-        parts = extract_compact(token.encode())
-        header = parts.headers()
-        claims = json.loads(parts.payload)
-    except (JoseError, ValueError, UnicodeDecodeError):
-        shape = f"{len(token)} characters, fingerprint {fingerprint(token)}"
-        print(f"an opaque token (not a JWT): {shape}", file=out)
-        return EXIT_OK
-    print(f"header: {json.dumps(header, indent=2, sort_keys=True)}", file=out)
-    print(f"claims: {json.dumps(claims, indent=2, sort_keys=True)}", file=out)
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    if isinstance(exp, (int, float)) and not isinstance(exp, bool):
-        when = datetime.datetime.fromtimestamp(exp, datetime.timezone.utc)
-        left = exp - datetime.datetime.now(datetime.timezone.utc).timestamp()
-        state = f"in {_duration(left)}" if left > 0 else f"expired {_duration(-left)} ago"
-        print(f"expires: {when.isoformat(timespec='seconds')} ({state})", file=out)
-    else:
-        print("expires: not said (no exp claim)", file=out)
+    for line in _description(token):
+        print(line, file=out)
     return EXIT_OK
+
+
+def _description(token: str) -> list[str]:
+    """What a token says, line by line; never the token itself.
+
+    Whatever a JWT holds (any JSON in its header and claims, any value in ``exp``),
+    this says what it can and raises nothing.
+    """
+    jwt = _jwt_parts(token)
+    if jwt is None:
+        shape = f"{len(token)} characters, fingerprint {fingerprint(token)}"
+        return [f"an opaque token (not a JWT): {shape}"]
+    header, claims = jwt
+    lines = [f"header: {_json_text(header)}", f"claims: {_json_text(claims)}"]
+    if not isinstance(claims, dict):
+        return [*lines, "expires: not said (the claims are not a JSON object)"]
+    for name, (label, past) in TIME_CLAIMS.items():
+        if name in claims:
+            lines.append(f"{label}: {_instant(claims[name], past)}")
+        elif name == "exp":
+            lines.append("expires: not said (no exp claim)")
+    return lines
+
+
+def _jwt_parts(token: str) -> tuple[dict[str, Any], Any] | None:
+    """A compact JWS's header (a JSON object) and payload (any JSON), or ``None``.
+
+    Decoded here rather than by a JOSE library, which would refuse large headers
+    (an ``x5c`` chain) that are worth showing.
+    """
+    segments = token.split(".")
+    if len(segments) != 3:
+        return None
+    header, payload = (_json_segment(segment) for segment in segments[:2])
+    if not isinstance(header, dict) or payload is _UNREADABLE:
+        return None
+    return header, payload
+
+
+_UNREADABLE = object()
+
+
+def _json_segment(segment: str) -> Any:
+    """One base64url segment's JSON, or ``_UNREADABLE``."""
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # bad base64 or UTF-8, not JSON, huge integers
+        return _UNREADABLE
+
+
+def _json_text(value: object) -> str:
+    try:
+        return json.dumps(value, indent=2, sort_keys=True)
+    except (ValueError, RecursionError):
+        return "(nested too deeply to show)"
+
+
+def _instant(value: object, past: str) -> str:
+    """An epoch-seconds claim as a date and a distance from now, or why it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"not a time (a JSON {_json_type(value)}, not a number)"
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return "not a usable time (a number too large for any date)"
+    if not math.isfinite(seconds):
+        return "not a usable time (not a finite number)"
+    try:
+        when = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return f"not a usable time ({seconds:g} s from 1970 is outside years 1 to 9999)"
+    left = seconds - datetime.datetime.now(datetime.timezone.utc).timestamp()
+    state = f"in {_duration(left)}" if left > 0 else past.format(_duration(-left))
+    return f"{when.isoformat(timespec='seconds')} ({state})"
+
+
+def _json_type(value: object) -> str:
+    names = {str: "string", list: "array", dict: "object", bool: "boolean", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _duration(seconds: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -30,6 +31,10 @@ CREDENTIAL_SETTINGS = (
     "KEY_FILE",
 )
 KNOWN = {*PLAIN_SETTINGS, *FILE_SETTINGS, *ENDPOINT_SETTINGS}
+
+#: A client secret file larger than this (64 KiB) is the wrong file (a log, a
+#: device such as /dev/zero): it is refused before it is read into memory.
+MAX_SECRET_FILE_BYTES = 64 * 1024
 
 #: Keyword argument -> the settings it replaces: a keyword endpoint or credential
 #: hides every alternative from the environment, so overriding never contradicts.
@@ -66,7 +71,13 @@ def settings_from_env(
     replaced = {name for keyword in overridden for name in REPLACES.get(keyword, ())}
     values = {name: value for name, value in values.items() if name not in replaced}
 
-    problems: list[str] = []
+    # No real environment holds a NUL (the OS cannot pass one); a mapping or a config
+    # file can, and a path with one makes open() raise ValueError instead of OSError.
+    problems = [
+        f"{prefix}{name} contains a NUL character"
+        for name, value in sorted(values.items())
+        if name in KNOWN and "\0" in value
+    ]
 
     def exactly_one(*names: str, required: bool = True) -> str | None:
         given = [name for name in names if name in values]
@@ -85,7 +96,8 @@ def settings_from_env(
     if "CLIENT_ID" not in values and "CLIENT_ID" not in replaced:
         problems.append(f"set {prefix}CLIENT_ID")
     if exactly_one("CLIENT_SECRET", "CLIENT_SECRET_FILE", required=False) == "CLIENT_SECRET_FILE":
-        settings["client_secret"] = _read_secret(values["CLIENT_SECRET_FILE"], problems)
+        variable = prefix + "CLIENT_SECRET_FILE"
+        settings["client_secret"] = _read_secret(values["CLIENT_SECRET_FILE"], variable, problems)
     if "PRIVATE_KEY_FILE" in values:
         settings["private_key"] = values["PRIVATE_KEY_FILE"]
     if "CA_BUNDLE" in values:  # a private CA for the token endpoint and discovery
@@ -106,16 +118,48 @@ def settings_from_env(
     return settings
 
 
-def _read_secret(path: str, problems: list[str]) -> str | None:
-    """A mounted secret (Kubernetes, Docker): the file's text without its final newline."""
+def _read_secret(path: str, variable: str, problems: list[str]) -> str | None:
+    """A mounted secret (Kubernetes, Docker): the file's text without its final newline.
+
+    Whatever the file is (missing, a directory, empty, huge, binary, not UTF-8),
+    the outcome is a secret or one entry in ``problems``; no entry quotes what
+    the file holds.
+    """
+    if "\0" in path:
+        return None  # reported with the other NUL characters
+    what = f"client secret file {path!r}" if _shown_path(path) else f"the file {variable} names"
     try:
-        with open(path, encoding="utf-8") as file:
-            secret = file.read().rstrip("\r\n")
+        with open(path, "rb") as file:
+            raw = file.read(MAX_SECRET_FILE_BYTES + 1)
     except OSError as exc:
-        problems.append(
-            f"cannot read client secret file {path!r} ({exc.strerror or type(exc).__name__})"
-        )
+        problems.append(f"cannot read {what} ({exc.strerror or type(exc).__name__})")
+        return None
+    if len(raw) > MAX_SECRET_FILE_BYTES:
+        problems.append(f"{what} is larger than {MAX_SECRET_FILE_BYTES // 1024} KiB: not a secret")
+        return None
+    try:
+        secret = raw.decode("utf-8-sig").rstrip("\r\n")  # a BOM is an editor's, not the secret's
+    except UnicodeDecodeError:  # its message would quote a byte of the secret
+        problems.append(f"{what} is not UTF-8 text")
         return None
     if not secret:
-        problems.append(f"client secret file {path!r} is empty")
+        problems.append(f"{what} is empty")
+    elif "\0" in secret:
+        problems.append(f"{what} contains a NUL character: not a text secret")
     return secret
+
+
+def _shown_path(path: str) -> bool:
+    """Whether an error may quote this value as a path.
+
+    A secret pasted where its file's path was expected must not reach a log. Mounted
+    secrets live at absolute paths (``/run/secrets/...``), which no real client secret
+    looks like (Auth0's, Okta's, Keycloak's and Entra ID's secrets never start with a
+    slash); anything else is named by its variable only.
+    """
+    return (
+        len(path) <= 255
+        and path.startswith(os.sep)
+        and path.isprintable()
+        and not any(character.isspace() for character in path)
+    )

@@ -5,12 +5,19 @@ from __future__ import annotations
 import base64
 import json
 import os
+import stat
 import tempfile
 import time
 from contextlib import AbstractContextManager
 from typing import Any
 
 from filelock import FileLock
+
+from ._shared import finite
+
+#: A token file larger than this (16 MiB, room for hundreds of clients' tokens) is
+#: not ours: it is treated as empty, never read into memory.
+MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
 class FileCache:
@@ -19,8 +26,10 @@ class FileCache:
     Writes are atomic (a temporary file renamed over the old one); a lock file
     beside it (``path + ".lock"``, an OS lock that dies with its process, so a
     crashed process blocks nobody) lets one process fetch while the others wait
-    for its token. A corrupted, truncated or foreign file is ignored and
-    rewritten. Tokens are encrypted (see ``encryption_key``).
+    for its token. A corrupted, truncated, oversized or foreign file, or an
+    entry that makes no sense (an expiry that is not a finite number, say), is
+    ignored and rewritten by the next store. Tokens are encrypted (see
+    ``encryption_key``).
 
     ``ClientCredentialsAuth(..., cache=FileCache("/run/app/token.cache"))``
     """
@@ -45,32 +54,20 @@ class FileCache:
         return FileLock(self.path + ".lock", timeout=self.lock_timeout, mode=0o600)
 
     def load(self, key: str) -> bytes | None:
-        entry = self._entries().get(key)
-        if not isinstance(entry, dict):
-            return None
-        try:
-            if float(entry["until"]) <= time.time():
-                return None
-            return base64.b64decode(entry["blob"], validate=True)
-        except (KeyError, TypeError, ValueError):
-            return None
+        return _live_blob(self._entries().get(key), time.time())
 
     def store(self, key: str, blob: bytes, ttl: float) -> None:
         now = time.time()
         entries = {
             name: entry
             for name, entry in self._entries().items()
-            if isinstance(entry, dict) and _still_valid(entry, now)
+            if _live_blob(entry, now) is not None  # expired or damaged entries are dropped
         }
         entries[key] = {"blob": base64.b64encode(blob).decode(), "until": now + ttl}
         self._write({"bearer_m2m": 1, "tokens": entries})
 
     def _entries(self) -> dict[str, Any]:
-        try:
-            with open(self.path, encoding="utf-8") as file:
-                document = json.load(file)
-        except (OSError, ValueError, RecursionError):  # unreadable, not JSON, absurdly nested
-            return {}
+        document = _read_json(self.path)
         tokens = document.get("tokens") if isinstance(document, dict) else None
         return tokens if isinstance(tokens, dict) else {}
 
@@ -88,8 +85,39 @@ class FileCache:
             raise
 
 
-def _still_valid(entry: dict[str, Any], now: float) -> bool:
+def _read_json(path: str) -> object:
+    """The file's JSON, or ``None`` when there is none to be had.
+
+    Missing, unreadable, not a regular file (a FIFO would block the open, a device
+    never end), larger than :data:`MAX_FILE_BYTES`, not JSON, nested beyond
+    reason: all the same to the caller, a file to ignore and replace.
+    """
     try:
-        return float(entry["until"]) > now
-    except (KeyError, TypeError, ValueError):
-        return False
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(descriptor, "rb") as file:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                return None
+            raw = file.read(MAX_FILE_BYTES + 1)
+    except OSError:
+        return None
+    if len(raw) > MAX_FILE_BYTES:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, huge integers, deep nesting
+        return None
+
+
+def _live_blob(entry: object, now: float) -> bytes | None:
+    """An entry's sealed blob while the entry is valid; ``None`` for an expired one
+    and for anything this class would not have written (an ``until`` that is not a
+    finite number, a blob that is not base64 text)."""
+    if not isinstance(entry, dict):
+        return None
+    until, blob = finite(entry.get("until")), entry.get("blob")
+    if until is None or until <= now or not isinstance(blob, str):
+        return None
+    try:
+        return base64.b64decode(blob, validate=True)
+    except ValueError:  # binascii.Error, and non-ASCII text
+        return None

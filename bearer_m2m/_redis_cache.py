@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -80,8 +79,11 @@ class RedisCache:
         try:
             value = self._redis.get(key)
             return base64.b64decode(value, validate=True) if value is not None else None
-        except (redis.ResponseError, binascii.Error, TypeError):
-            return None  # something else under our key (another type, foreign text): a miss
+        except (redis.ResponseError, ValueError, TypeError):
+            # Something else under our key: another type (WRONGTYPE), text that is not
+            # base64 or not ASCII, bytes a decode_responses client cannot decode. A miss,
+            # overwritten by the next store; only Redis being unreachable is a failure.
+            return None
 
     def store(self, key: str, blob: bytes, ttl: float) -> None:
         self._redis.set(key, base64.b64encode(blob), px=max(1, int(ttl * 1000)))

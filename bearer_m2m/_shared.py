@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -30,14 +31,21 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ._config import ClientConfig
-from ._policy import RefreshPolicy
-from ._tokens import GrantedToken
-from .errors import ConfigurationError
+from ._policy import MIN_TOKEN_REUSE, RefreshPolicy
+from ._tiered_cache import TieredCache
+from ._tokens import GrantedToken, granted_token
+from .errors import ConfigurationError, InvalidTokenResponse
 
 logger = logging.getLogger("bearer_m2m")
 
 _T = TypeVar("_T")
 _FORMAT = b"bm1"  # blob format: version, 12-byte nonce, AES-GCM ciphertext and tag
+
+#: The longest a cache keeps an entry, in seconds (30 days, Auth0's longest token
+#: lifetime). A token said to live longer is fetched again after that, once per
+#: process; no store is ever asked for an expiry it cannot represent (Redis refuses
+#: one that overflows its clock, a file would hold a number nobody can read back).
+MAX_CACHE_TTL = 30 * 86400.0
 
 
 class TokenCache(Protocol):
@@ -65,9 +73,11 @@ class TokenCache(Protocol):
 
 @dataclass(frozen=True)
 class _Stored:
+    """A decrypted cache entry; only :func:`_stored_from` makes one from a blob."""
+
     access_token: str
     expires_at: float  # epoch seconds: processes share the wall clock, not the monotonic one
-    lifetime: float
+    lifetime: float  # finite and positive
 
 
 class SharedTokens:
@@ -80,6 +90,7 @@ class SharedTokens:
 
     def __init__(self, cache: TokenCache, config: ClientConfig, policy: RefreshPolicy) -> None:
         self._cache = cache
+        self._layers = _layers_of(cache)
         self._policy = policy
         self._key = cache_key(config)
         if cache.encryption_key is not None and (
@@ -133,21 +144,71 @@ class SharedTokens:
         return granted
 
     def _adoptable(self, avoid: str | None) -> GrantedToken | None:
-        blob = self._call(self._cache.load, self._key)
-        stored = self._open(blob) if blob is not None else None
+        """The first good token of the cache's layers, nearest first.
+
+        Each layer is judged on its own: a stale or damaged entry in a host's file
+        must not hide the fresh token another host put in Redis (every host would
+        then fetch its own). The nearer layers that lacked it are given it, so the
+        host's other processes find it there.
+        """
+        for depth, layer in enumerate(self._layers):
+            blob = self._call(layer.load, self._key)
+            granted = self._granted_from(blob, avoid) if blob is not None else None
+            if granted is not None:
+                assert blob is not None
+                self._backfill(self._layers[:depth], blob, granted)
+                return granted
+        return None
+
+    def _granted_from(self, blob: bytes, avoid: str | None) -> GrantedToken | None:
+        """The token a blob holds, if it is ours, sane and not yet due for refresh."""
+        stored = self._open(blob)
         if stored is None or stored.access_token == avoid:
             return None
-        remaining = stored.expires_at - time.time()
-        granted = GrantedToken(stored.access_token, remaining, lifetime=stored.lifetime)
-        cached = self._policy.schedule(granted, now=0.0)
-        return granted if cached.refresh_at > 0 else None  # not due for refresh yet
+        # Never more left than its whole lifetime: a host whose clock runs behind, or an
+        # entry claiming an expiry centuries away, would otherwise keep a token forever.
+        remaining = min(stored.expires_at - time.time(), stored.lifetime)
+        if not remaining > 0:
+            return None
+        answer = {"access_token": stored.access_token, "token_type": "Bearer"}
+        try:  # the gate a server's token passes: sendable in a header, of bounded size
+            checked = granted_token({**answer, "expires_in": remaining})
+        except InvalidTokenResponse:
+            return None
+        granted = GrantedToken(checked.access_token, checked.expires_in, lifetime=stored.lifetime)
+        return granted if not self._due_for_refresh(granted) else None
+
+    def _due_for_refresh(self, granted: GrantedToken) -> bool:
+        """Whether the policy would refresh this token now rather than use it.
+
+        The schedule never sets a refresh sooner than MIN_TOKEN_REUSE from now, which
+        hides whether one is due; asked about the token as it was MIN_TOKEN_REUSE
+        earlier in its life (same ``lifetime``, so the same margins), it tells.
+        """
+        assert granted.expires_in is not None and granted.lifetime is not None
+        later = GrantedToken(
+            granted.access_token, granted.expires_in + MIN_TOKEN_REUSE, lifetime=granted.lifetime
+        )
+        return self._policy.schedule(later, now=0.0).refresh_at <= MIN_TOKEN_REUSE
+
+    def _backfill(self, layers: tuple[TokenCache, ...], blob: bytes, granted: GrantedToken) -> None:
+        for layer in layers:
+            try:
+                layer.store(self._key, blob, self._ttl(granted))
+            except Exception as exc:  # the token is good all the same
+                self._warn_once(exc)
+                return
 
     def _store(self, granted: GrantedToken) -> None:
         lifetime = self._policy.lifetime_of(granted)
         stored = _Stored(granted.access_token, time.time() + lifetime, lifetime)
-        ttl = self._policy.schedule(granted, now=0.0).expires_at  # ends before the token does
+        ttl = self._ttl(granted)
         if ttl > 0:
             self._call(self._cache.store, self._key, self._seal(stored), ttl)
+
+    def _ttl(self, granted: GrantedToken) -> float:
+        """How long a store keeps the entry: it ends before the token does, and is bounded."""
+        return min(self._policy.schedule(granted, now=0.0).expires_at, MAX_CACHE_TTL)
 
     def _seal(self, stored: _Stored) -> bytes:
         nonce = os.urandom(12)
@@ -158,14 +219,16 @@ class SharedTokens:
 
     def _open(self, blob: bytes) -> _Stored | None:
         """The stored token, or ``None`` for anything foreign, corrupted or not ours."""
-        if not blob.startswith(_FORMAT) or len(blob) < len(_FORMAT) + 12 + 16:
+        if not isinstance(blob, bytes) or not blob.startswith(_FORMAT):
+            return None
+        if len(blob) < len(_FORMAT) + 12 + 16:
             return None
         nonce, sealed = blob[len(_FORMAT) : len(_FORMAT) + 12], blob[len(_FORMAT) + 12 :]
         try:
-            fields = json.loads(self._aead.decrypt(nonce, sealed, self._key.encode()))
-            return _Stored(str(fields["t"]), float(fields["e"]), float(fields["l"]))
-        except (InvalidTag, ValueError, KeyError, TypeError):
+            plain = self._aead.decrypt(nonce, sealed, self._key.encode())
+        except InvalidTag:
             return None
+        return _stored_from(plain)
 
     def _call(self, method: Callable[..., _T], *args: object) -> _T:
         try:
@@ -186,6 +249,46 @@ class SharedTokens:
 
 class _CacheFailure(Exception):
     """The cache failed; the caller falls back to fetching on its own."""
+
+
+def _stored_from(plain: bytes) -> _Stored | None:
+    """The entry a decrypted blob holds, or ``None`` for anything this module would
+    not have written: not a JSON object, nested beyond reason, a token that is not a
+    string, an expiry or lifetime that is not a finite number (NaN, infinity, a
+    400-digit integer, a string), a lifetime that is not positive.
+
+    Such an entry is a miss: the token is fetched and the entry overwritten.
+    """
+    try:
+        fields = json.loads(plain)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, huge integers, deep nesting
+        return None
+    if not isinstance(fields, dict):
+        return None
+    token, expires_at, lifetime = fields.get("t"), finite(fields.get("e")), finite(fields.get("l"))
+    if not isinstance(token, str) or expires_at is None or lifetime is None or lifetime <= 0:
+        return None
+    return _Stored(token, expires_at, lifetime)
+
+
+def finite(value: object) -> float | None:
+    """A JSON number as a finite float, or ``None``: for booleans, strings, NaN,
+    infinities and integers too large for a float (which would raise ``OverflowError``
+    in any arithmetic). The one test of a number read back from a store."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _layers_of(cache: TokenCache) -> tuple[TokenCache, ...]:
+    """The stores to read, nearest first: a tiered cache's layers, else the cache itself."""
+    if isinstance(cache, TieredCache):
+        return tuple(layer for inner in cache.layers for layer in _layers_of(inner))
+    return (cache,)
 
 
 def cache_key(config: ClientConfig) -> str:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import TYPE_CHECKING
 
-from ._shared import TokenCache
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:  # _shared reads a TieredCache's layers one by one
+    from ._shared import TokenCache
 
 
 class TieredCache:
@@ -14,7 +17,10 @@ class TieredCache:
 
     ``TieredCache(FileCache("/run/app/token.cache"), RedisCache("redis://cache:6379/0"))``:
     the processes of a host queue on the file lock, so only one per host asks
-    Redis, and one host of the fleet fetches. A layer that fails fails the whole
+    Redis, and one host of the fleet fetches. The token source judges each
+    layer's entry on its own: a stale or damaged entry in the file does not hide
+    a good token in Redis, and a token adopted from Redis is copied into the
+    file for the host's other processes. A layer that fails fails the whole
     cache for that fetch, which then happens locally, as with one cache.
     """
 
