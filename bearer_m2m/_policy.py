@@ -76,14 +76,20 @@ class RefreshPolicy:
         """Seconds the token has left: as the server said, else the default."""
         return self.default_lifetime if granted.expires_in is None else granted.expires_in
 
-    def schedule(self, granted: GrantedToken, now: float) -> CachedToken:
+    def schedule(self, granted: GrantedToken, now: float, *, ahead: bool = True) -> CachedToken:
+        """When to refresh ``granted`` and when to stop using it.
+
+        ``ahead=False`` skips the refresh ahead: while an API refuses every token,
+        no request gains from a new one early, and each costs quota.
+        """
         remaining = self.lifetime_of(granted)
         lifetime = granted.lifetime or remaining  # margins scale with the whole lifetime
         leeway = min(self.expiry_leeway, lifetime * LEEWAY_FRACTION)
-        ahead = max(leeway, min(self.refresh_ahead, lifetime * REFRESH_AHEAD_FRACTION))
+        early = min(self.refresh_ahead, lifetime * REFRESH_AHEAD_FRACTION) if ahead else 0.0
+        ahead_by = max(leeway, early)
         return CachedToken(
             access_token=granted.access_token,
-            refresh_at=now + max(remaining - ahead, MIN_TOKEN_REUSE),
+            refresh_at=now + max(remaining - ahead_by, MIN_TOKEN_REUSE),
             expires_at=now + max(remaining - leeway, MIN_TOKEN_REUSE),
         )
 
@@ -109,9 +115,10 @@ class RejectionGuard:
     with it is a *strike*. The first strike is replaced at once too (a key
     rotation, a token revoked in flight); after that, a replacement is forced
     only when ``backoff * 2**(strikes - 2)`` seconds (at most ``max_backoff``)
-    have passed since the last token request, natural refreshes included. An API
-    that refuses every token therefore costs a handful of tokens an hour, and one
-    accepted request ends the back-off.
+    have passed since the last token request, natural refreshes included, and
+    tokens are not refreshed ahead of their expiry. An API that refuses every
+    token therefore costs a handful of day-long tokens an hour, or one short-lived
+    token per lifetime, and one accepted request ends the back-off.
 
     Not thread-safe: the token source calls it under its lock.
     """
@@ -133,6 +140,11 @@ class RejectionGuard:
             self.struck = rejected
             self.strikes += 1
         return now - last_fetch >= self.wait_after_strikes()
+
+    @property
+    def backing_off(self) -> bool:
+        """Two tokens in a row were refused before any request succeeded with them."""
+        return self.strikes >= 2
 
     def wait_after_strikes(self) -> float:
         """Seconds since the last token request before the next forced one."""

@@ -226,7 +226,9 @@ class TokenSource:
         else:
             with self._lock:
                 if self._flight is flight:  # not abandoned meanwhile
-                    self._cached = self._policy.schedule(granted, self._clock())
+                    self._cached = self._policy.schedule(
+                        granted, self._clock(), ahead=not self._guard.backing_off
+                    )
                     self._unproven = granted.access_token
                     self._flight = None
             flight.finish(token=granted.access_token)

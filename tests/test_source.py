@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 
@@ -192,6 +193,7 @@ def test_refresh_ahead_runs_once_in_the_background_while_callers_go_on(
     assert source.token() == "t1"
     clock.now += 85  # inside the refresh-ahead window, token still valid
     fetch.gate.clear()  # the refresh cannot finish until we say so
+    fetch.started.clear()
     results = run_threads(16, lambda: [source.token() for _ in range(20)])
     # every caller got the old token while the refresh was still held
     assert {t for batch in results for t in batch} == {"t1"}  # type: ignore[attr-defined]
@@ -536,6 +538,7 @@ def test_a_child_forked_during_a_refresh_refreshes_again(
     source.token()
     clock.now += 85
     fetch.gate.clear()
+    fetch.started.clear()
     assert source.token() == "t1"  # the parent's refresh starts and hangs
     assert fetch.started.wait(5)
     read_end, write_end = os.pipe()
@@ -580,3 +583,21 @@ def test_a_failed_refresh_waits_as_long_as_the_server_asked(
     clock.now += 5  # a quarter of the remaining life would allow another try by now
     assert source.token() == "t1"
     assert fetch.calls == 2  # still only the one failed refresh
+
+
+def test_no_refresh_ahead_while_an_api_refuses_every_token(fetch: Fetch, clock: Clock) -> None:
+    fetch.lifetime = 100.0
+    source = TokenSource(fetch, RefreshPolicy(), wait_limit=5, clock=clock)
+    token = source.token_after_rejection(source.token())  # strike 1: replaced at once
+    assert token == "t2"
+    assert source.token_after_rejection(token) is None  # strike 2: backing off
+    clock.now += 90  # past the refresh-ahead point of t2 (80 s): refreshed as usual
+    assert source.token() == "t2"
+    clock.now += 1
+    deadline = time.monotonic() + 5
+    while source.token() != "t3" and time.monotonic() < deadline:  # the background refresh
+        time.sleep(0.01)
+    assert source.token() == "t3"  # scheduled while backing off: no refresh ahead
+    calls = fetch.calls
+    clock.now += 90  # 90 s into t3's 100 s life (5 s leeway): still in use, no fetch
+    assert source.token() == "t3" and fetch.calls == calls
