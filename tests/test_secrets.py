@@ -29,6 +29,7 @@ from bearer_m2m import (
     TokenError,
     TokenRequestRejected,
 )
+from bearer_m2m._policy import MIN_TOKEN_REUSE
 from bearer_m2m._tokens import fingerprint
 from tests.conftest import SECRET
 from tests.servers import ApiServer, Reply, TokenServer, json_reply
@@ -164,8 +165,9 @@ def test_fetch_refresh_and_replay_log_tokens_only_as_fingerprints(
         token_server.expires_in = 0.2
         assert get_status(client, url, auth) == 200
         token_server.expires_in = 3600
-        # 2. refresh once tok-1 is past its (leeway-reduced) expiry: tok-2
-        time.sleep(0.25)
+        # 2. refresh once tok-1 is past its expiry (a token is used for at least
+        #    MIN_TOKEN_REUSE, however short its life): tok-2
+        time.sleep(MIN_TOKEN_REUSE + 0.05)
         assert get_status(client, url, auth) == 200
         # 3. tok-2 is revoked: 401, a forced refresh to tok-3 and a replay
         revocable_api.revoked.add("tok-2")
