@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from ._client_auth import (
     Cert,
@@ -15,7 +14,7 @@ from ._client_auth import (
     choose_auth_method,
     load_signing_key,
 )
-from ._transport import require_secure_url
+from ._transport import check_endpoint_url, require_secure_url
 from .errors import ConfigurationError
 
 #: Form fields the library sets itself; ``extra_params`` may not override them.
@@ -81,10 +80,9 @@ def build_config(
     allow_insecure_http: bool,
 ) -> ClientConfig:
     """Check every setting and raise one :class:`ConfigurationError` for the first bad one."""
-    if not isinstance(token_url, str) or urlsplit(token_url).scheme not in ("http", "https"):
-        raise ConfigurationError("token_url must be an http(s) URL")
-    if not urlsplit(token_url).hostname:
-        raise ConfigurationError("token_url has no host")
+    # Well-formed (every HTTP client reads the same host in it) and without a password
+    # that repr and errors would show, whether or not plain http is allowed.
+    check_endpoint_url(token_url, "token_url")
     if not allow_insecure_http:
         require_secure_url(token_url, "the client credentials")
     if not isinstance(client_id, str) or not client_id:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -12,8 +13,12 @@ import requests
 from ._client_auth import KEY_METHODS, TLS_METHODS
 from ._config import Verify
 from ._fetcher import tls_failure
-from ._transport import require_secure_url
+from ._transport import check_endpoint_url, describe_url, require_secure_url
 from .errors import ConfigurationError, TokenEndpointUnavailable, TokenError
+
+#: Larger than any real metadata document (Keycloak's, among the largest, is under 10 KiB):
+#: a server that sends more is not serving one, and reading on would only fill memory.
+MAX_DOCUMENT_BYTES = 1024 * 1024
 
 #: Methods tried in this order when the caller names none (Auth0's default first).
 PREFERRED_METHODS = {
@@ -44,6 +49,7 @@ def discover(
     issuer: str, *, verify: Verify, timeout: float, allow_insecure_http: bool
 ) -> Mapping[str, Any]:
     """The issuer's metadata, fetched once per process and checked to be its own."""
+    check_issuer(issuer)
     if not allow_insecure_http:
         require_secure_url(issuer, "discovery requests")
     key = (issuer, repr(verify))
@@ -56,46 +62,98 @@ def discover(
     # RFC 8414 section 3.3: the document must name the issuer it was fetched for.
     # A trailing slash is forgiven: Auth0's issuer ends with one, users often drop it.
     if not isinstance(claimed, str) or claimed.rstrip("/") != issuer.rstrip("/"):
+        # Only its scheme and host are shown: the server chose the rest, of any size.
         raise ConfigurationError(
-            f"the discovery document of {issuer} names another issuer ({claimed!r}); refusing it"
+            f"the discovery document of {issuer} names another issuer "
+            f"({describe_url(claimed)}); refusing it"
         )
     with _documents_lock:
         _documents[key] = document
     return document
 
 
+def check_issuer(issuer: str) -> None:
+    """RFC 8414 section 2: an http(s) URL with no query or fragment, and (as for every
+    endpoint) well-formed and without userinfo, so that it can be quoted in messages."""
+    check_endpoint_url(issuer, "issuer")
+    # The strict grammar keeps "?" and "#" out of the host: here they can only open
+    # a query or a fragment.
+    if "?" in issuer or "#" in issuer:
+        raise ConfigurationError("issuer must have no query or fragment (RFC 8414 section 2)")
+
+
 def _fetch_first(urls: Sequence[str], *, verify: Verify, timeout: float) -> Mapping[str, Any]:
     tried = []
     for url in urls:
+        host = urlsplit(url).netloc
         try:
-            response = requests.get(url, timeout=timeout, verify=verify, allow_redirects=False)
+            status, body = _get(url, verify=verify, timeout=timeout)
         except requests.exceptions.SSLError as exc:  # as the token request reports it
-            raise TokenError(tls_failure(urlsplit(url).netloc)) from exc
+            raise TokenError(tls_failure(host)) from exc
         except requests.RequestException as exc:
             raise TokenEndpointUnavailable(
-                f"discovery at {urlsplit(url).netloc} failed ({type(exc).__name__})"
+                f"discovery at {host} failed ({type(exc).__name__})"
             ) from exc
-        if response.status_code == 200:
-            try:
-                document = response.json()
-            except ValueError:
-                document = None
-            if isinstance(document, dict):
+        if status == 200:
+            if body is None:
+                raise ConfigurationError(
+                    f"the discovery document at {url} is larger than "
+                    f"{MAX_DOCUMENT_BYTES // 1024} KiB; refusing it"
+                )
+            document = _json_object(body)
+            if document is not None:
                 return document
-        tried.append(f"{url} (HTTP {response.status_code})")
+        tried.append(f"{url} (HTTP {status})")
     raise ConfigurationError(f"no discovery document found at {' or '.join(tried)}")
+
+
+def _get(url: str, *, verify: Verify, timeout: float) -> tuple[int, bytes | None]:
+    """The status and body of a GET, the body ``None`` when it exceeds the size bound."""
+    with requests.get(
+        url, timeout=timeout, verify=verify, allow_redirects=False, stream=True
+    ) as response:
+        if response.status_code != 200:
+            return response.status_code, b""
+        body = bytearray()
+        for chunk in response.iter_content(64 * 1024):
+            body += chunk
+            if len(body) > MAX_DOCUMENT_BYTES:
+                return response.status_code, None
+        return response.status_code, bytes(body)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or ``None`` for anything else a server may send:
+    not JSON, not UTF-8, integers past Python's digit limit, or nesting deep enough
+    to exhaust the parser's recursion (a RecursionError, not a ValueError)."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def token_endpoint(document: Mapping[str, Any], auth_method: str) -> str:
     """The token endpoint for ``auth_method``: its RFC 8705 mTLS alias for the TLS methods."""
     if auth_method in TLS_METHODS:
         aliases = document.get("mtls_endpoint_aliases")
-        if isinstance(aliases, Mapping) and isinstance(aliases.get("token_endpoint"), str):
-            return str(aliases["token_endpoint"])
-    url = document.get("token_endpoint")
-    if not isinstance(url, str) or not url:
+        if aliases is not None and not isinstance(aliases, Mapping):
+            raise ConfigurationError(
+                "the discovery document's mtls_endpoint_aliases is not an object"
+            )
+        alias = (aliases or {}).get("token_endpoint")
+        if alias is not None:
+            return _endpoint(alias, "mtls_endpoint_aliases.token_endpoint")
+    if document.get("token_endpoint") in (None, ""):
         raise ConfigurationError("the discovery document names no token_endpoint")
-    return url
+    return _endpoint(document["token_endpoint"], "token_endpoint")
+
+
+def _endpoint(url: object, field_name: str) -> str:
+    """A discovered endpoint, held to the rules of ``token_url`` (checked again there),
+    but named after the document's field so that the user knows whose URL is wrong."""
+    check_endpoint_url(url, f"the discovery document's {field_name}")
+    return str(url)
 
 
 def choose_method(
@@ -112,8 +170,8 @@ def choose_method(
         raise ConfigurationError("give client_secret, private_key or cert")
     # RFC 8414 section 2: when the list is absent, client_secret_basic is the default.
     supported = document.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
-    if not isinstance(supported, list):
-        raise ConfigurationError("token_endpoint_auth_methods_supported is not a list")
+    if not isinstance(supported, list) or not all(isinstance(item, str) for item in supported):
+        raise ConfigurationError("token_endpoint_auth_methods_supported is not a list of names")
     for method in wanted:
         if method in supported:
             return method

@@ -61,7 +61,8 @@ def make(token_url: str, **options: object) -> ClientCredentialsAuth:
         "http://10.0.0.1/oauth/token",
         "http://localhost.example.com/oauth/token",
         "http://127.0.0.1.nip.io/oauth/token",
-        "http://127.0.0.1@auth.example.com/oauth/token",
+        "http://[::ffff:10.0.0.1]/oauth/token",
+        "http://127.0.0.1./oauth/token",
     ],
 )
 def test_plain_http_token_url_is_refused(token_url: str) -> None:
@@ -144,6 +145,21 @@ def test_requests_refuses_plain_http_api_before_sending_a_token(
     assert api.call_count == 0
     assert [r.headers.get("Authorization") for r in mocker.request_history] == []
     assert "api.example.com" in str(raised.value)
+    _assert_clean(raised.value, token_server)
+
+
+def test_requests_judges_an_api_url_by_the_host_it_connects_to(token_server: TokenServer) -> None:
+    """requests reads ``http://api.example.com\\@127.0.0.1/`` as the host api.example.com
+    (its prepared URL says so, the backslash escaped into the path): the check judges that
+    prepared URL, so the token is refused, as for any plain-http API elsewhere."""
+    auth = make(token_server.token_url)
+    tricky = "http://api.example.com\\@127.0.0.1/v1/things"
+    with requests_mock.Mocker(real_http=True) as mocker:
+        api = mocker.get(requests_mock.ANY, text="ok")
+        with pytest.raises(InsecureTransportError, match=r"to http://api\.example\.com:") as raised:
+            requests.get(tricky, auth=auth, timeout=5)
+
+    assert api.call_count == 0
     _assert_clean(raised.value, token_server)
 
 
