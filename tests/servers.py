@@ -3,7 +3,8 @@
 ``TokenServer`` plays a client-credentials token endpoint whose answers a test
 can script; ``ApiServer`` plays a protected API that accepts only the tokens
 the token server issued and not revoked. Both listen on 127.0.0.1, on a free
-port, in a background thread.
+port, in a background thread. ``HarnessAPI`` is bearer_m2m.testing's
+``ProtectedAPI`` with cookies set by its 401s and a redirect that checks the token.
 """
 
 from __future__ import annotations
@@ -14,9 +15,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
+
+from bearer_m2m.testing import ProtectedAPI
+
+if TYPE_CHECKING:
+    from bearer_m2m.testing._http import Request, Response
 
 
 @dataclass
@@ -160,3 +167,40 @@ def serving(server: _Base) -> Iterator[_Base]:
         yield server
     finally:
         server.close()
+
+
+class HarnessAPI(ProtectedAPI):
+    """bearer_m2m.testing's ``ProtectedAPI`` with two habits of real deployments.
+
+    * Every 401 sets ``affinity=401-<n>`` (the n-th 401), as a load balancer pinning a
+      client to a node would; a replay after a 401 should carry it. ``cookies`` holds
+      each request's Cookie header, in order (``None``: it sent none).
+    * ``/guarded-redirect?to=URL`` checks the token like any other path and, when it
+      is valid, answers 302 to ``URL`` (``ProtectedAPI``'s ``/redirect`` ignores it):
+      the answer to a replay can be a redirect.
+    """
+
+    COOKIE = "affinity"
+    GUARDED_REDIRECT = "/guarded-redirect"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.cookies: list[str | None] = []
+        self._refusals = itertools.count(1)
+        self._cookie_lock = threading.Lock()
+
+    def handle(self, request: Request) -> Response:
+        with self._cookie_lock:
+            self.cookies.append(request.headers.get("Cookie"))
+        if request.path == self.GUARDED_REDIRECT:
+            response = super().handle(replace(request, target="/guarded"))
+            if response.status == 200:
+                response = replace(
+                    response, status=302, body=b"", headers=[("Location", request.query["to"])]
+                )
+        else:
+            response = super().handle(request)
+        if response.status != 401:
+            return response
+        cookie = f"{self.COOKIE}=401-{next(self._refusals)}; Path=/"
+        return replace(response, headers=[*response.headers, ("Set-Cookie", cookie)])

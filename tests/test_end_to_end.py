@@ -1,27 +1,27 @@
-"""End to end: the core behaviours against the local authorization server, over real sockets.
+"""End to end: every behaviour users rely on, written once and run on every client.
 
-Each test is written once and runs with requests, httpx and httpx async (asyncio),
-through the small clients below. The servers come from the pytest plugin
-(``m2m_server``, ``m2m_api``), so these tests also use it the way a user would.
+Each test takes ``connect`` (or ``connect_async``) and runs once per client of
+:mod:`tests.clients`: requests, httpx and httpx2 (sync, asyncio, trio), niquests
+(sync and async) and aiohttp, each opened the way the README spells it, against
+the local authorization server and API (bearer_m2m.testing, through the pytest
+plugin's ``m2m_server`` and ``m2m_api``), over real loopback sockets. What a test
+asserts is counted at the servers, so it means the same for every client.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
+import contextlib
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Protocol
+from http.cookies import SimpleCookie
+from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import pytest
-import requests
 
 from bearer_m2m import (
     ClientCredentialsAuth,
+    InsecureTransportError,
     InvalidTokenResponse,
     RetryPolicy,
     TokenRequestRejected,
@@ -29,254 +29,62 @@ from bearer_m2m import (
 from bearer_m2m._policy import RefreshPolicy
 from bearer_m2m._tokens import GrantedToken
 from bearer_m2m.testing import AuthorizationServer, ProtectedAPI, RegisteredClient
+from tests.clients import (
+    ASYNC_CLIENTS,
+    CLIENTS,
+    PATIENCE,
+    PER_THREAD,
+    TASKS,
+    THREADS,
+    Client,
+    OneShotBody,
+)
+from tests.servers import HarnessAPI
 
-#: Retries in milliseconds rather than seconds.
-FAST_RETRY = RetryPolicy(deadline=2, initial_backoff=0.01, max_backoff=0.05)
-#: The cold start: threads x requests each for the sync clients, tasks for the async one.
-THREADS, PER_THREAD, TASKS = 64, 10, 1000
+#: Retries milliseconds apart; the deadline only bounds a test on a very busy machine.
+FAST_RETRY = RetryPolicy(deadline=PATIENCE, initial_backoff=0.01, max_backoff=0.05)
 #: Requests made against an API that refuses every token.
-QUOTA_CALLS = 200
-#: Connections of the async client, and requests it lets into httpcore's pool at once.
-ASYNC_CONNECTIONS = 10
-#: Upper bound on any wait for the servers to reach a state (never a measurement).
-PATIENCE = 10.0
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One call's outcome, alike for the three clients."""
-
-    status: int
-    #: Statuses of the responses that came before it: redirects, the 401 that was replayed.
-    history: tuple[int, ...]
-    #: The Authorization header of the request that drew the final response.
-    authorization: str | None
-    #: The API's description of the request when it accepted the token.
-    payload: dict[str, Any] | None
-
-
-class Client(Protocol):
-    """requests, httpx or httpx async, driven the same way."""
-
-    kind: str
-
-    def call(
-        self,
-        url: str,
-        *,
-        method: str = "GET",
-        content: bytes | None = None,
-        follow_redirects: bool = False,
-    ) -> Answer: ...
-
-    def cold_start(self, url: str, on_start: Callable[[], None]) -> list[Answer]:
-        """Many concurrent callers at once (threads or tasks); ``on_start`` runs in each
-        just before its first request."""
-        ...
-
-    def close(self) -> None: ...
-
-
-def _payload(status: int, content_type: str, data: Callable[[], Any]) -> dict[str, Any] | None:
-    if status != 200 or not content_type.startswith("application/json"):
-        return None
-    payload: dict[str, Any] = data()
-    return payload
-
-
-def _from_requests(response: requests.Response) -> Answer:
-    return Answer(
-        status=response.status_code,
-        history=tuple(r.status_code for r in response.history),
-        authorization=response.request.headers.get("Authorization"),
-        payload=_payload(
-            response.status_code, response.headers.get("Content-Type", ""), response.json
-        ),
-    )
-
-
-def _from_httpx(response: httpx.Response) -> Answer:
-    return Answer(
-        status=response.status_code,
-        history=tuple(r.status_code for r in response.history),
-        authorization=response.request.headers.get("Authorization"),
-        payload=_payload(
-            response.status_code, response.headers.get("Content-Type", ""), response.json
-        ),
-    )
-
-
-def _in_threads(work: Callable[[], list[Answer]]) -> list[Answer]:
-    """``work`` in THREADS threads released together; their answers, in one list."""
-    barrier = threading.Barrier(THREADS)
-
-    def released() -> list[Answer]:
-        barrier.wait(timeout=PATIENCE)
-        return work()
-
-    with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        futures = [pool.submit(released) for _ in range(THREADS)]
-        return [answer for future in futures for answer in future.result()]
-
-
-class RequestsClient:
-    kind = "requests"
-
-    def __init__(self, auth: ClientCredentialsAuth) -> None:
-        self._auth = auth
-        self._session = requests.Session()
-        self._session.auth = auth
-
-    def call(
-        self,
-        url: str,
-        *,
-        method: str = "GET",
-        content: bytes | None = None,
-        follow_redirects: bool = False,
-    ) -> Answer:
-        response = self._session.request(
-            method, url, data=content, allow_redirects=follow_redirects, timeout=PATIENCE
-        )
-        return _from_requests(response)
-
-    def cold_start(self, url: str, on_start: Callable[[], None]) -> list[Answer]:
-        def work() -> list[Answer]:
-            # A session per thread, as requests advises; one auth object for all.
-            with requests.Session() as session:
-                session.auth = self._auth
-                on_start()
-                return [
-                    _from_requests(session.get(url, timeout=PATIENCE)) for _ in range(PER_THREAD)
-                ]
-
-        return _in_threads(work)
-
-    def close(self) -> None:
-        self._session.close()
-
-
-class HttpxClient:
-    kind = "httpx"
-
-    def __init__(self, auth: ClientCredentialsAuth) -> None:
-        self._client = httpx.Client(auth=auth, timeout=PATIENCE)
-
-    def call(
-        self,
-        url: str,
-        *,
-        method: str = "GET",
-        content: bytes | None = None,
-        follow_redirects: bool = False,
-    ) -> Answer:
-        response = self._client.request(
-            method, url, content=content, follow_redirects=follow_redirects
-        )
-        return _from_httpx(response)
-
-    def cold_start(self, url: str, on_start: Callable[[], None]) -> list[Answer]:
-        def work() -> list[Answer]:
-            # One httpx.Client shared by every thread.
-            on_start()
-            return [_from_httpx(self._client.get(url)) for _ in range(PER_THREAD)]
-
-        return _in_threads(work)
-
-    def close(self) -> None:
-        self._client.close()
-
-
-class _Throttled(httpx.AsyncBaseTransport):
-    """A real transport that lets ASYNC_CONNECTIONS requests into its pool at a time.
-
-    httpcore's pool scans every queued request whenever a connection frees up, so
-    a thousand requests queued at once take it seconds; queued here instead, they
-    take a fraction of that. The auth flow runs in the client, before the
-    transport: all the tasks still race for the token at once.
-    """
-
-    def __init__(self) -> None:
-        limits = httpx.Limits(max_connections=ASYNC_CONNECTIONS)
-        self._transport = httpx.AsyncHTTPTransport(limits=limits)
-        self._slots = asyncio.Semaphore(ASYNC_CONNECTIONS)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        async with self._slots:
-            response = await self._transport.handle_async_request(request)
-            await response.aread()  # the connection is free again before the slot is
-            return response
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
-
-
-class AsyncHttpxClient:
-    """An httpx.AsyncClient on an asyncio loop of its own, run for each call."""
-
-    kind = "httpx-async"
-
-    def __init__(self, auth: ClientCredentialsAuth) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._client = self._loop.run_until_complete(self._open(auth))
-
-    @staticmethod
-    async def _open(auth: ClientCredentialsAuth) -> httpx.AsyncClient:
-        return httpx.AsyncClient(auth=auth, timeout=PATIENCE, transport=_Throttled())
-
-    def call(
-        self,
-        url: str,
-        *,
-        method: str = "GET",
-        content: bytes | None = None,
-        follow_redirects: bool = False,
-    ) -> Answer:
-        request = self._client.request(
-            method, url, content=content, follow_redirects=follow_redirects
-        )
-        return _from_httpx(self._loop.run_until_complete(request))
-
-    def cold_start(self, url: str, on_start: Callable[[], None]) -> list[Answer]:
-        async def one() -> httpx.Response:
-            on_start()
-            return await self._client.get(url)
-
-        async def burst() -> list[httpx.Response]:
-            return await asyncio.gather(*(one() for _ in range(TASKS)))
-
-        return [_from_httpx(response) for response in self._loop.run_until_complete(burst())]
-
-    def close(self) -> None:
-        try:
-            self._loop.run_until_complete(self._client.aclose())
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-        finally:
-            self._loop.close()
-
-
-CLIENTS: dict[str, Callable[[ClientCredentialsAuth], Client]] = {
-    "requests": RequestsClient,
-    "httpx": HttpxClient,
-    "httpx-async": AsyncHttpxClient,
-}
+QUOTA_CALLS = 50
+#: How long the token endpoint sits on the fetch that the liveness ticker watches.
+FETCH_HOLD = 1.0
+#: The modules whose absence skips a client's tests (an extra not installed).
+CLIENT_MODULES = frozenset({"httpx", "httpx2", "niquests", "aiohttp", "trio"})
 
 Connect = Callable[[ClientCredentialsAuth], Client]
 
 
-@pytest.fixture(params=list(CLIENTS))
-def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
-    """Opens the test's kind of client on an auth object; closes them all afterwards."""
+@contextlib.contextmanager
+def connecting(kind: str) -> Iterator[Connect]:
+    """Opens ``kind`` clients on auth objects; closes them all at the end."""
     opened: list[Client] = []
 
     def open_client(auth: ClientCredentialsAuth) -> Client:
-        client = CLIENTS[request.param](auth)
+        try:
+            client = CLIENTS[kind](auth)
+        except ModuleNotFoundError as missing:
+            if missing.name not in CLIENT_MODULES:
+                raise
+            pytest.skip(f"{missing.name} is not installed")
         opened.append(client)
         return client
 
-    yield open_client
-    for client in opened:
-        client.close()
+    try:
+        yield open_client
+    finally:
+        for client in opened:
+            client.close()
+
+
+@pytest.fixture(params=list(CLIENTS))
+def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
+    with connecting(request.param) as open_client:
+        yield open_client
+
+
+@pytest.fixture(params=ASYNC_CLIENTS)
+def connect_async(request: pytest.FixtureRequest) -> Iterator[Connect]:
+    with connecting(request.param) as open_client:
+        yield open_client
 
 
 def auth_for(
@@ -306,6 +114,14 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
 
 def redirect(api: ProtectedAPI, to: str) -> str:
     return f"{api.url}redirect?{urlencode({'to': to})}"
+
+
+def cookie_value(header: str | None, name: str) -> str | None:
+    """The value of cookie ``name`` in a Cookie request header."""
+    cookies: SimpleCookie = SimpleCookie()
+    cookies.load(header or "")
+    morsel = cookies.get(name)
+    return None if morsel is None else morsel.value
 
 
 # -- reuse and single flight ---------------------------------------------------------------
@@ -343,7 +159,7 @@ def test_a_cold_start_burst_makes_one_token_request(
         on_start=lambda: before_any_token.append(m2m_server.tokens_issued == 0),
     )
 
-    expected = TASKS if client.kind == "httpx-async" else THREADS * PER_THREAD
+    expected = TASKS if client.is_async else THREADS * PER_THREAD
     assert len(answers) == expected
     assert {answer.status for answer in answers} == {200}
     assert (m2m_server.token_requests, m2m_server.tokens_issued) == (1, 1)
@@ -353,7 +169,20 @@ def test_a_cold_start_burst_makes_one_token_request(
     assert before_any_token.count(True) > 1
 
 
-# -- refresh ahead ------------------------------------------------------------------------
+def test_one_object_serves_every_client_with_one_token(
+    m2m_server: AuthorizationServer, m2m_api: ProtectedAPI, m2m_auth: ClientCredentialsAuth
+) -> None:
+    """requests, httpx2, aiohttp and the rest, in one process, on one auth object."""
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(connecting(kind))(m2m_auth) for kind in CLIENTS]
+        answers = {client.kind: client.call(m2m_api.url + "shared") for client in clients}
+
+    assert {kind: answer.status for kind, answer in answers.items()} == dict.fromkeys(CLIENTS, 200)
+    assert (m2m_server.token_requests, m2m_server.tokens_issued) == (1, 1)
+    assert len({answer.authorization for answer in answers.values()}) == 1
+
+
+# -- refresh ahead, and an event loop that never waits on a fetch -----------------------------
 
 #: Tokens of the refresh-ahead test live this long; the refresh is held this long.
 LIFETIME, HOLD = 2, 0.4
@@ -392,51 +221,149 @@ def test_the_token_is_refreshed_ahead_of_expiry_while_requests_go_on(
     assert (m2m_server.token_requests, m2m_api.unauthorized) == (2, 0)
 
 
+def test_a_token_fetch_never_blocks_the_event_loop(
+    connect_async: Connect,
+    m2m_server: AuthorizationServer,
+    m2m_api: ProtectedAPI,
+    m2m_auth: ClientCredentialsAuth,
+) -> None:
+    """While the server sits on the first fetch, another task on the loop keeps ticking.
+
+    A fetch that blocked the loop would hold every task until it ended: the ticker
+    could not run once while the server held the request.
+    """
+    client = connect_async(m2m_auth)
+    m2m_server.delay_next(FETCH_HOLD)
+    while_held: list[bool] = []
+
+    def tick() -> None:
+        while_held.append(m2m_server.token_requests == 1 and m2m_server.tokens_issued == 0)
+
+    answer = client.call_while_ticking(m2m_api.url + "things", tick)
+
+    assert answer.status == 200
+    assert (m2m_server.token_requests, m2m_server.tokens_issued) == (1, 1)
+    assert while_held.count(True) >= 2  # it ticked, and went on ticking, during the fetch
+
+
 # -- 401s -------------------------------------------------------------------------------------
 
 
-def test_a_revoked_token_draws_one_401_then_a_new_token_and_one_replay(
+def test_a_401_to_our_token_draws_one_new_token_and_one_replay_with_the_401s_cookies(
+    connect: Connect,
+    m2m_server: AuthorizationServer,
+    m2m_api: ProtectedAPI,
+    m2m_auth: ClientCredentialsAuth,
+) -> None:
+    with HarnessAPI(m2m_server, audience=m2m_api.audience) as api:
+        client = connect(m2m_auth)
+        first = client.call(api.url + "orders")
+        m2m_server.revoke_all()
+
+        replayed = client.call(api.url + "orders", method="POST", body=b"payload")
+        assert replayed.status == 200
+        assert replayed.payload is not None
+        assert (replayed.payload["method"], replayed.payload["body_length"]) == ("POST", 7)
+        assert replayed.authorization not in (None, first.authorization)
+        assert (m2m_server.token_requests, m2m_server.tokens_issued) == (2, 2)
+        assert (api.requests, api.unauthorized) == (3, 1)
+        # The replay carried the cookie its 401 set (a load balancer's affinity, say).
+        assert api.cookies[:2] == [None, None]
+        assert cookie_value(api.cookies[2], HarnessAPI.COOKIE) == "401-1"
+
+        following = client.call(api.url + "orders")
+        assert following.status == 200
+        assert following.authorization == replayed.authorization
+        assert m2m_server.token_requests == 2
+
+
+def test_a_replay_answered_by_a_redirect_follows_it_with_the_new_token_and_no_second_replay(
+    connect: Connect,
+    m2m_server: AuthorizationServer,
+    m2m_api: ProtectedAPI,
+    m2m_auth: ClientCredentialsAuth,
+) -> None:
+    with HarnessAPI(m2m_server, audience=m2m_api.audience) as api:
+        client = connect(m2m_auth)
+        first = client.call(api.url + "orders")
+        m2m_server.revoke_all()
+        guarded = (
+            f"{api.url.rstrip('/')}{api.GUARDED_REDIRECT}?{urlencode({'to': api.url + 'landing'})}"
+        )
+
+        answer = client.call(guarded, follow_redirects=True)
+
+        assert (answer.status, answer.redirects) == (200, 1)
+        assert answer.payload is not None and answer.payload["path"] == "/landing"
+        assert answer.authorization not in (None, first.authorization)
+        # first call; 401; the replay, answered 302; the redirect, with the new token
+        assert (api.requests, api.unauthorized) == (4, 1)
+        assert (m2m_server.token_requests, m2m_server.tokens_issued) == (2, 2)
+
+
+def test_a_body_that_cannot_be_sent_twice_is_not_replayed(
     connect: Connect,
     m2m_server: AuthorizationServer,
     m2m_api: ProtectedAPI,
     m2m_auth: ClientCredentialsAuth,
 ) -> None:
     client = connect(m2m_auth)
-    first = client.call(m2m_api.url + "orders")
+    url = m2m_api.url + "uploads"
+    assert client.call(url).status == 200
     m2m_server.revoke_all()
 
-    replayed = client.call(m2m_api.url + "orders", method="POST", content=b"payload")
-    assert replayed.status == 200 and replayed.history == (401,)
-    assert replayed.payload is not None
-    assert (replayed.payload["method"], replayed.payload["body_length"]) == ("POST", 7)
-    assert replayed.authorization not in (None, first.authorization)
+    streamed = client.call(url, method="POST", body=OneShotBody((b"sent ", b"once")))
+
+    assert streamed.status == 401  # the caller gets the 401: its body is gone
+    assert (m2m_api.requests, m2m_api.unauthorized) == (2, 1)
+    # The next request is served with a new token.
+    assert client.call(url).status == 200
     assert (m2m_server.token_requests, m2m_server.tokens_issued) == (2, 2)
-    assert (m2m_api.requests, m2m_api.unauthorized) == (3, 1)
-
-    following = client.call(m2m_api.url + "orders")
-    assert following.status == 200 and following.history == ()
-    assert following.authorization == replayed.authorization
-    assert m2m_server.token_requests == 2
 
 
-def test_an_api_that_rejects_every_token_gets_one_new_token_not_a_loop(
+def test_an_api_that_rejects_every_token_costs_two_tokens_not_a_loop(
+    connect: Connect,
+    m2m_server: AuthorizationServer,
+    m2m_api: ProtectedAPI,
+    m2m_auth: ClientCredentialsAuth,
+) -> None:
+    """The quota guard: the first token refused before any success is replaced at once
+    (a key rotation looks like that); its replacement refused too, the next one waits
+    rejection_backoff (30 s) after the last token request, so a test sees two."""
+    client = connect(m2m_auth)
+    m2m_server.reject_all_tokens = True
+
+    answers = [client.call(m2m_api.url + "things") for _ in range(QUOTA_CALLS)]
+
+    assert {answer.status for answer in answers} == {401}
+    assert (m2m_server.token_requests, m2m_server.tokens_issued) == (2, 2)
+    # One replay, for the first call; every later 401 is returned as it is.
+    assert (m2m_api.requests, m2m_api.unauthorized) == (QUOTA_CALLS + 1, QUOTA_CALLS + 1)
+
+
+def test_when_no_new_token_can_be_had_the_401_is_returned_and_the_next_call_raises(
     connect: Connect,
     m2m_server: AuthorizationServer,
     m2m_api: ProtectedAPI,
     m2m_auth: ClientCredentialsAuth,
 ) -> None:
     client = connect(m2m_auth)
-    m2m_server.reject_all_tokens = True
-    calls = QUOTA_CALLS
+    url = m2m_api.url + "things"
+    assert client.call(url).status == 200
+    m2m_server.revoke_all()
+    refusal = {"error": "invalid_client", "error_description": "client disabled"}
+    m2m_server.fail_next(2, status=401, json=refusal)
 
-    answers = [client.call(m2m_api.url + "things") for _ in range(calls)]
+    answer = client.call(url)  # the replacement is refused: the API's 401 is the answer
+    assert answer.status == 401
+    assert (m2m_api.requests, m2m_api.unauthorized) == (2, 1)
+    with pytest.raises(TokenRequestRejected) as raised:
+        client.call(url)  # no token to send: the token endpoint's refusal is raised
+    assert raised.value.error == "invalid_client"
+    assert m2m_api.requests == 2
 
-    assert {answer.status for answer in answers} == {401}
-    # The first 401 forces one new token and one replay; the quota guard stops there.
-    assert [answer.history for answer in answers[:3]] == [(401,), (), ()]
-    assert {answer.history for answer in answers[1:]} == {()}
-    assert (m2m_server.token_requests, m2m_server.tokens_issued) == (2, 2)
-    assert (m2m_api.requests, m2m_api.unauthorized) == (calls + 1, calls + 1)
+    assert client.call(url).status == 200  # the client is enabled again
+    assert (m2m_server.token_requests, m2m_server.tokens_issued) == (4, 2)
 
 
 # -- the token endpoint misbehaving ---------------------------------------------------------
@@ -446,14 +373,14 @@ def test_transient_token_endpoint_failures_are_retried(
     connect: Connect, m2m_server: AuthorizationServer, m2m_api: ProtectedAPI
 ) -> None:
     client = connect(auth_for(m2m_server, m2m_api, retry=FAST_RETRY))
-    m2m_server.fail_next(2, status=503)
+    m2m_server.fail_next(1, status=503)
     m2m_server.rate_limit_next(1, retry_after=0)
     m2m_server.drop_next(1)
 
     answer = client.call(m2m_api.url + "things")
 
-    assert answer.status == 200 and answer.history == ()
-    assert (m2m_server.token_requests, m2m_server.tokens_issued) == (5, 1)
+    assert answer.status == 200
+    assert (m2m_server.token_requests, m2m_server.tokens_issued) == (4, 1)
     assert (m2m_api.requests, m2m_api.unauthorized) == (1, 0)
 
 
@@ -484,10 +411,7 @@ def test_a_refusal_raises_at_once_without_retries(
     assert m2m_api.requests == 0
 
 
-@pytest.mark.parametrize(
-    ("fault", "status"),
-    [("malformed json", 200), ("html page", 200), ("html error page", 404)],
-)
+@pytest.mark.parametrize(("fault", "status"), [("malformed json", 200), ("html error page", 404)])
 def test_an_answer_that_is_not_a_token_raises_invalid_token_response(
     connect: Connect,
     m2m_server: AuthorizationServer,
@@ -512,10 +436,10 @@ def test_an_answer_that_is_not_a_token_raises_invalid_token_response(
     assert (m2m_server.token_requests, m2m_server.tokens_issued) == (2, 1)
 
 
-# -- origins --------------------------------------------------------------------------------
+# -- origins and transports -----------------------------------------------------------------
 
 
-def test_a_redirect_to_another_origin_carries_no_token(
+def test_a_redirect_to_another_origin_carries_no_token_and_its_401_draws_no_replay(
     connect: Connect,
     m2m_server: AuthorizationServer,
     m2m_api: ProtectedAPI,
@@ -527,18 +451,33 @@ def test_a_redirect_to_another_origin_carries_no_token(
         assert elsewhere.url != m2m_api.url  # another port: another origin
 
         same_origin = client.call(redirect(m2m_api, m2m_api.url + "here"), follow_redirects=True)
-        assert same_origin.status == 200 and same_origin.history == (302,)
+        assert (same_origin.status, same_origin.redirects) == (200, 1)
         assert same_origin.authorization is not None  # the token does follow within the origin
 
         other_origin = client.call(
             redirect(m2m_api, elsewhere.url + "there"), follow_redirects=True
         )
-        assert other_origin.status == 401 and other_origin.history == (302,)
+        assert (other_origin.status, other_origin.redirects) == (401, 1)
         assert other_origin.authorization is None
         assert elsewhere.last_authorization is None
-        assert (elsewhere.requests, elsewhere.unauthorized) == (1, 1)
+        assert (elsewhere.requests, elsewhere.unauthorized) == (1, 1)  # no replay there
 
-    # The first API saw the token on the redirecting request; no refresh, no replay.
+    # The first API saw the token on the redirecting requests; no new token, no replay.
     assert m2m_api.last_authorization == same_origin.authorization
     assert (m2m_api.requests, m2m_api.unauthorized) == (3, 0)
     assert (m2m_server.token_requests, m2m_server.tokens_issued) == (1, 1)
+    # And the client's next call to the API still carries the token.
+    assert client.call(m2m_api.url + "back").authorization == same_origin.authorization
+
+
+def test_plain_http_to_another_host_is_refused_before_anything_is_sent(
+    connect: Connect, m2m_server: AuthorizationServer, m2m_auth: ClientCredentialsAuth
+) -> None:
+    """``.invalid`` never resolves (RFC 6761): had the client tried to connect, it
+    would have failed with its own connection error, not with ours."""
+    client = connect(m2m_auth)
+
+    with pytest.raises(InsecureTransportError):
+        client.call("http://api.invalid/things")
+
+    assert m2m_server.token_requests == 0  # no token was spent on it either
