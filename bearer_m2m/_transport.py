@@ -18,7 +18,12 @@ from dataclasses import dataclass
 
 from .errors import ConfigurationError, InsecureTransportError
 
-_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)", re.S)
+#: scheme "://" authority rest. No "." in the scheme: urllib3 does not take one there.
+#: The authority ends at the first "/", "?" or "#", where urlsplit, urllib3 and httpx
+#: end it (WHATWG parsers end it at a backslash too: one there is refused).
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)", re.S)
+#: RFC 3986 userinfo without "@"; a bracketed IPv6 literal, or labels of letters, digits,
+#: "-" and "_" (no %-escapes, which some parsers decode and others keep); 1-5 port digits.
 _AUTHORITY = re.compile(
     r"""
     (?:(?P<userinfo>(?:[A-Za-z0-9._~!$&'()*+,;=:-]|%[0-9A-Fa-f]{2})*)@)?
@@ -49,6 +54,13 @@ class Target:
     has_userinfo: bool
     #: As written, without the query and fragment: for messages only.
     path: str
+
+    @property
+    def origin(self) -> str:
+        """``scheme://host[:port]``, for messages: what a URL may show of itself."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = "" if self.port is None else f":{self.port}"
+        return f"{self.scheme}://{host}{port}"
 
 
 def connection_target(url: str) -> Target:
@@ -172,7 +184,7 @@ def require_secure_url(url: str, what: str) -> None:
     except UnsafeURL as exc:
         raise InsecureTransportError(f"refusing to send {what} to a URL that {exc}") from None
     raise InsecureTransportError(
-        f"refusing to send {what} to {target.scheme}://{target.host}: "
+        f"refusing to send {what} to {target.origin}: "
         "use https (plain http is allowed for loopback hosts only), "
         "or pass allow_insecure_http=True if you accept the risk"
     )
@@ -192,9 +204,7 @@ def describe_url(url: object) -> str:
         target = connection_target(url)
     except UnsafeURL:
         return "a malformed URL"
-    host = f"[{target.host}]" if ":" in target.host else target.host
-    port = "" if target.port is None else f":{target.port}"
     path = target.path
     if len(path) > _SHOWN_PATH:
         path = path[:_SHOWN_PATH] + "..."
-    return f"{target.scheme}://{host}{port}{path}"
+    return target.origin + path
