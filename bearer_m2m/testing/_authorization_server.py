@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from cryptography import x509
 from joserfc.jwk import KeySet, KeySetSerialization, RSAKey
 
-from . import _faults
+from . import _dpop, _faults
 from ._client_auth import (
     PRIVATE_KEY_ALGORITHMS,
     SECRET_ALGORITHMS,
@@ -46,7 +46,7 @@ _Server = TypeVar("_Server", bound="AuthorizationServer")
 CertificateLike = str | bytes | os.PathLike[str] | ClientCertificate
 
 
-class AuthorizationServer(LoopbackServer):
+class AuthorizationServer(_dpop.DPoPControls, LoopbackServer):
     """A real OAuth2 authorization server on 127.0.0.1, for tests and demos.
 
     It issues RS256-signed RFC 9068 JWT access tokens for the client-credentials
@@ -83,6 +83,19 @@ class AuthorizationServer(LoopbackServer):
     ``client_quota`` and ``organization_quota`` set Auth0's fine-grained token
     quotas for every client and organization (see :meth:`set_quota`).
 
+    DPoP (RFC 9449): a token request with a ``DPoP`` proof gets a token bound
+    to the proof's key (``cnf.jkt``) and ``token_type: DPoP``. Proofs are
+    checked as RFC 9449 section 4.3 says (signature by the header's public
+    ``jwk``, ``typ``, ``alg`` among ``dpop_signing_algorithms``, ``htm``,
+    ``htu``, ``iat`` within a minute, ``jti`` never seen before) and refused
+    with 400 ``invalid_dpop_proof``. With ``require_dpop_nonce=True`` a proof
+    must carry the server's current nonce: one without gets 400
+    ``use_dpop_nonce`` and the nonce in ``DPoP-Nonce``, which every successful
+    answer carries too. Nonces change every ``dpop_nonce_lifetime`` seconds
+    (the one before stays good until the next change) and at
+    :meth:`rotate_dpop_nonce`. Clients registered with ``dpop_bound=True``
+    must send a proof. The ``dpop_*`` counters tell what became of proofs.
+
     Start it with ``with`` (or :meth:`start` and :meth:`stop`); ``port=0`` picks
     a free port.
     """
@@ -98,7 +111,15 @@ class AuthorizationServer(LoopbackServer):
         client_quota: Quota | None = None,
         organization_quota: Quota | None = None,
         expiry_skew: float = 0.0,
+        require_dpop_nonce: bool = False,
+        dpop_nonce_lifetime: float = _dpop.NONCE_LIFETIME,
+        dpop_signing_algorithms: Iterable[str] = _dpop.ALGORITHMS,
     ) -> None:
+        self._dpop = _dpop.ProofVerifier(
+            dpop_signing_algorithms,
+            nonces=_dpop.Nonces(dpop_nonce_lifetime) if require_dpop_nonce else None,
+        )
+        self._dpop_counters = _dpop.DPoPCounters()
         if not (isinstance(expiry_skew, (int, float)) and 0 <= expiry_skew < float("inf")):
             raise ValueError("expiry_skew must be a non-negative, finite number of seconds")
         self.expiry_skew = float(expiry_skew)
@@ -264,6 +285,7 @@ class AuthorizationServer(LoopbackServer):
         ]
         if algorithms:
             document["token_endpoint_auth_signing_alg_values_supported"] = algorithms
+        document["dpop_signing_alg_values_supported"] = list(self._dpop.algorithms)
         if self._mtls is not None:
             document["tls_client_certificate_bound_access_tokens"] = True
             document["mtls_endpoint_aliases"] = {"token_endpoint": self.mtls_token_url}
@@ -285,6 +307,7 @@ class AuthorizationServer(LoopbackServer):
         public_key: PublicKeyLike | None = None,
         tls_client_auth_subject_dn: str | None = None,
         certificate: CertificateLike | None = None,
+        dpop_bound: bool = False,
     ) -> RegisteredClient:
         """Register a client; random credentials are made for those not given.
 
@@ -313,6 +336,10 @@ class AuthorizationServer(LoopbackServer):
           by ``client_secret_*`` methods only.
 
         The mutual-TLS methods need ``tls=True``.
+
+        ``dpop_bound=True`` makes a client whose token requests without a DPoP
+        proof are refused (400 ``invalid_dpop_proof``), as RFC 9449's
+        ``dpop_bound_access_tokens`` metadata asks.
         """
         jwks = None if public_key is None else public_key_set(public_key)
         subject_dn = _subject_dn(tls_client_auth_subject_dn)
@@ -342,6 +369,7 @@ class AuthorizationServer(LoopbackServer):
             jwks=jwks,
             tls_client_auth_subject_dn=subject_dn,
             certificate_thumbprint=None if loaded is None else thumbprint(loaded),
+            dpop_bound=dpop_bound,
         )
         if loaded is not None:
             self._tls_required().trust(loaded)
@@ -369,12 +397,14 @@ class AuthorizationServer(LoopbackServer):
 
     def reset(self) -> None:
         """Counters to zero, scripted faults dropped, ``reject_all_tokens`` off, token
-        quotas full again, ``last_client_assertion`` forgotten.
+        quotas full again, ``last_client_assertion`` and ``last_dpop_proof`` forgotten.
 
         Clients stay registered, quota limits stay set, revoked tokens stay
-        revoked and spent assertion ``jti`` values stay spent.
+        revoked, spent assertion and proof ``jti`` values stay spent and the
+        DPoP nonce stays as it is.
         """
         self._faults.clear()
+        self._dpop_counters.reset()
         self._quotas.clear_usage()
         with self._lock:
             self._token_requests = self._tokens_issued = 0
@@ -518,6 +548,8 @@ class AuthorizationServer(LoopbackServer):
             ca=None if self._tls_setup is None else self._tls_setup.ca,
             mtls_token_url=mtls_token_url,
             quotas=self._quotas,
+            dpop=self._dpop,
+            dpop_counters=self._dpop_counters,
         )
 
     def handle(self, request: Request) -> Response | None:

@@ -36,6 +36,10 @@ class RegisteredClient:
     the ``x5t#S256`` of its self-signed certificate
     (``self_signed_tls_client_auth``). Every client has a secret, used only
     if a ``client_secret_*`` method is among its ``auth_methods``.
+
+    ``dpop_bound`` (RFC 9449 section 5.2's ``dpop_bound_access_tokens``): the
+    client's token requests must carry a DPoP proof, and its tokens are all
+    bound to a key. Any client that sends a proof gets a bound token.
     """
 
     client_id: str
@@ -49,6 +53,7 @@ class RegisteredClient:
     jwks: KeySetSerialization | None = field(default=None, kw_only=True, repr=False, compare=False)
     tls_client_auth_subject_dn: str | None = field(default=None, kw_only=True)
     certificate_thumbprint: str | None = field(default=None, kw_only=True)
+    dpop_bound: bool = field(default=False, kw_only=True)
 
     def check_secret(self, secret: str) -> bool:
         return secrets.compare_digest(self.client_secret.encode(), secret.encode())
@@ -94,6 +99,7 @@ class ClientRegistry:
         jwks: KeySetSerialization | None = None,
         tls_client_auth_subject_dn: str | None = None,
         certificate_thumbprint: str | None = None,
+        dpop_bound: bool = False,
     ) -> RegisteredClient:
         client = RegisteredClient(
             _credential("client_id", client_id, secrets.token_hex(16)),
@@ -107,6 +113,7 @@ class ClientRegistry:
             jwks=jwks,
             tls_client_auth_subject_dn=tls_client_auth_subject_dn,
             certificate_thumbprint=certificate_thumbprint,
+            dpop_bound=bool(dpop_bound),
         )
         with self._lock:
             if client.client_id in self._clients:

@@ -8,7 +8,9 @@ plugs it into plain :class:`~._http.Request` values, the client registry and
 Auth0's ways: JSON bodies, ``audience`` (or RFC 8707 ``resource``) and
 ``organization``, token quotas, and Auth0's status codes for refusals. Tokens
 asked for over mutual TLS are bound to the client's certificate (RFC 8705
-section 3: a ``cnf`` claim with its ``x5t#S256``).
+section 3: a ``cnf`` claim with its ``x5t#S256``). A request with a DPoP proof
+(RFC 9449) that passes :mod:`._dpop`'s checks gets a token bound to the proof's
+key (``cnf.jkt``, ``token_type: DPoP``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from . import _client_auth
+from . import _client_auth, _dpop
 from ._clients import (
     ALL_METHODS,
     GRANT_TYPE,
@@ -67,7 +69,9 @@ class TokenAuthority(AuthorizationServer):  # type: ignore[misc]
     Client assertions may name any of ``assertion_audiences`` as their ``aud``;
     ``ca`` issues the certificates of ``tls_client_auth`` clients, and
     ``mtls_token_url`` is where those send their requests. ``quotas`` counts
-    tokens per client and organization (``None``: no quotas).
+    tokens per client and organization (``None``: no quotas). ``dpop`` checks
+    DPoP proofs (its nonces, if any, are demanded in every proof) and
+    ``dpop_counters`` counts what became of them.
     """
 
     def __init__(
@@ -84,8 +88,12 @@ class TokenAuthority(AuthorizationServer):  # type: ignore[misc]
         ca: CertificateAuthority | None = None,
         mtls_token_url: str | None = None,
         quotas: QuotaBook | None = None,
+        dpop: _dpop.ProofVerifier | None = None,
+        dpop_counters: _dpop.DPoPCounters | None = None,
     ) -> None:
         super().__init__()
+        self.dpop = dpop or _dpop.ProofVerifier()
+        self.dpop_counters = dpop_counters or _dpop.DPoPCounters()
         self.issuer = issuer
         self.token_url = token_url
         self.mtls_token_url = mtls_token_url
@@ -121,6 +129,11 @@ class TokenAuthority(AuthorizationServer):  # type: ignore[misc]
             TokenRequest(request, url or self.token_url, params)
         )
         return response
+
+    def dpop_nonce(self) -> str | None:
+        """The nonce proofs must carry now, when the server demands one."""
+        nonces = self.dpop.nonces
+        return None if nonces is None else nonces.current()
 
     # -- what Authlib asks of an integration -------------------------------------------
 
@@ -210,6 +223,7 @@ class ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
     client: ClientModel
     audience: str  # the token's ``aud``, once the request is validated
     organization: str | None  # its ``org_id``
+    proof: _dpop.Proof | None  # the DPoP proof the token is bound to
 
     def validate_token_request(self) -> None:
         super().validate_token_request()
@@ -229,6 +243,28 @@ class ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
                 f"organization '{printable(self.organization)}'",
                 status_code=403,
             )
+        self.proof = self._dpop_proof()
+
+    def _dpop_proof(self) -> _dpop.Proof | None:
+        """The request's DPoP proof, checked, or ``None`` when it has none (which
+        only a ``dpop_bound`` client may not do). Checked after the client is
+        authenticated, as node oidc-provider does: a nonce challenge costs the
+        client a new assertion, never a token from its quota."""
+        values = self.request.headers.get_all("DPoP") or []
+        counters = self.server.dpop_counters
+        try:
+            if not values:
+                if not self.client.registered.dpop_bound:
+                    return None
+                raise _dpop.ProofError("This client must send a DPoP proof")
+            proof = self.server.dpop.verify(
+                values, method=self.request.method, url=self.request.uri
+            )
+        except _dpop.ProofError as refusal:
+            counters.refused(refusal)
+            raise DPoPProofError(refusal, self.server.dpop_nonce()) from None
+        counters.accepted(proof)
+        return proof
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         """Authlib's version without its debug log line, which holds the whole token;
@@ -242,13 +278,12 @@ class ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
                 )
             except QuotaExceeded as exceeded:
                 raise TooManyRequestsError(exceeded.headers) from None
-        certificate = self.request.client_certificate
         generator = AccessTokenGenerator(
             self.server.issuer,
             self.server.key,
             audience=self.audience,
             organization=self.organization,
-            confirmation=None if certificate is None else thumbprint(certificate),
+            confirmation=self._confirmation(),
         )
         token: dict[str, Any] = generator.generate(
             GRANT_TYPE,
@@ -256,8 +291,23 @@ class ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
             scope=self.request.payload.scope,
             include_refresh_token=False,
         )
+        if self.proof is not None:
+            token["token_type"] = "DPoP"  # noqa: S105  (a token type, not a password)
         self.save_token(token)
-        return 200, token, [*self.TOKEN_RESPONSE_HEADER, *quota_headers]
+        nonce = self.server.dpop_nonce()
+        nonce_headers = [] if nonce is None else [("DPoP-Nonce", nonce)]
+        return 200, token, [*self.TOKEN_RESPONSE_HEADER, *quota_headers, *nonce_headers]
+
+    def _confirmation(self) -> dict[str, str]:
+        """The token's ``cnf``: the client certificate's ``x5t#S256`` (RFC 8705) and
+        the DPoP key's ``jkt`` (RFC 9449 section 6), those there are."""
+        certificate = self.request.client_certificate
+        confirmation = {}
+        if certificate is not None:
+            confirmation["x5t#S256"] = thumbprint(certificate)
+        if self.proof is not None:
+            confirmation["jkt"] = self.proof.thumbprint
+        return confirmation
 
 
 class TooManyRequestsError(OAuth2Error):  # type: ignore[misc]
@@ -273,6 +323,22 @@ class TooManyRequestsError(OAuth2Error):  # type: ignore[misc]
     def get_headers(self) -> list[tuple[str, str]]:
         headers: list[tuple[str, str]] = super().get_headers()
         return [*headers, *self._extra_headers]
+
+
+class DPoPProofError(OAuth2Error):  # type: ignore[misc]
+    """A DPoP proof refused at the token endpoint: 400 ``invalid_dpop_proof``, or
+    ``use_dpop_nonce`` with the nonce to use in ``DPoP-Nonce`` (RFC 9449 8)."""
+
+    status_code = 400
+
+    def __init__(self, refusal: _dpop.ProofError, nonce: str | None) -> None:
+        super().__init__(str(refusal))
+        self.error = refusal.error
+        self._nonce = nonce
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        return headers if self._nonce is None else [*headers, ("DPoP-Nonce", self._nonce)]
 
 
 class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
@@ -292,8 +358,8 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
     lifetime rounded down. A client that trusts ``expires_in`` never holds a
     token the API has started to refuse.
 
-    ``confirmation`` (a certificate's ``x5t#S256``) binds the token to that
-    certificate: RFC 8705's ``cnf`` claim.
+    ``confirmation`` (a certificate's ``x5t#S256``, a DPoP key's ``jkt``) binds
+    the token to them: the ``cnf`` claim of RFC 8705 and RFC 9449.
     """
 
     def __init__(
@@ -303,7 +369,7 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
         *,
         audience: str,
         organization: str | None,
-        confirmation: str | None = None,
+        confirmation: dict[str, str] | None = None,
     ) -> None:
         super().__init__(issuer, alg=ALGORITHM, expires_generator=_expires_in)
         self._key = key
@@ -331,8 +397,8 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
             claims["scope"] = scope
         if self._organization is not None:
             claims["org_id"] = self._organization
-        if self._confirmation is not None:
-            claims["cnf"] = {"x5t#S256": self._confirmation}
+        if self._confirmation:
+            claims["cnf"] = dict(self._confirmation)
         key = self.get_jwks()
         header = {"alg": self.alg, "typ": "at+jwt", "kid": key.kid}
         return jwt.encode(header, claims, key, algorithms=[ALGORITHM])
