@@ -1,50 +1,69 @@
-"""``ClientCredentialsAuth``: one object that authenticates requests and httpx calls.
+"""``ClientCredentialsAuth``: one object that authenticates the calls of every client.
 
-The adapters only set the header and replay once on a 401; every decision about
-tokens belongs to :class:`~bearer_m2m._source.TokenSource`.
+The facade keeps the options and hands each request to the adapter of its client
+(``bearer_m2m.adapters``), built the first time a request of that client comes;
+every decision about tokens belongs to :class:`~bearer_m2m._source.TokenSource`,
+every decision after a response to :class:`~bearer_m2m._exchange.Exchange`.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
+import threading
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-import httpx
-import requests
 from requests.auth import AuthBase
-from requests.cookies import extract_cookies_to_jar
-from requests.exceptions import UnrewindableBodyError
-from requests.utils import rewind_body
 
 from ._client_auth import Cert, PrivateKeySource
 from ._config import Verify, build_config
 from ._discovery import choose_method, discover, token_endpoint
 from ._env import settings_from_env
-from ._fetcher import TokenFetcher
 from ._policy import RefreshPolicy, RetryPolicy
-from ._shared import SharedTokens, TokenCache
-from ._source import Fetch, TokenSource
 from ._transport import require_secure_url
+from ._wiring import token_source
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._shared import TokenCache
+    from .adapters.aiohttp import AiohttpMiddleware
+    from .adapters.httpx import HttpxAuth
+    from .adapters.niquests import NiquestsAsyncAuth
+    from .adapters.requests import RequestsAuth
 
 if sys.version_info >= (3, 11):
     from typing import Self
 else:  # pragma: no cover
     from typing_extensions import Self
 
-_BEARER = "Bearer "
 _SHOWN_FIELDS = ("audience", "organization", "scope", "resource")
+#: The packages whose ``Auth`` class the object is an instance of, once imported.
+_AUTH_PACKAGES = ("httpx", "httpx2")
+_modules = sys.modules
 
 
-class ClientCredentialsAuth(AuthBase, httpx.Auth):
-    """OAuth2 client-credentials bearer tokens for ``requests`` and ``httpx``.
+class ClientCredentialsAuth(AuthBase):
+    """OAuth2 client-credentials bearer tokens for every common HTTP client.
 
-    Pass the same object as ``auth=`` to requests, ``httpx.Client`` and
-    ``httpx.AsyncClient``: they share one cached token. See the README for what
-    each argument does and how refreshes, 401s and failures are handled.
+    Pass the same object as ``auth=`` to requests, ``niquests.Session``,
+    ``httpx.Client``/``AsyncClient`` and ``httpx2.Client``/``AsyncClient``; use
+    :attr:`niquests_async` for ``niquests.AsyncSession`` and
+    :attr:`aiohttp_middleware` for ``aiohttp.ClientSession``. All of them share
+    one cached token. See the README for what each argument does and how
+    refreshes, 401s and failures are handled.
+
+    httpx and httpx2 accept as auth only an instance of their own ``Auth`` class
+    (anything else they call as a plain function), yet neither may be imported
+    for an application that does not use it, and after ``httpx2.alias_httpx()``
+    ``httpx.Auth`` *is* ``httpx2.Auth``, so no class can list both as bases. The
+    object therefore answers ``__class__`` (which :func:`isinstance` consults when
+    the real type does not match) with a subclass of its own class and of the
+    ``Auth`` class of each of those packages imported *at the time of the check*.
+    Choosing the bases once, at construction, would fail an application that
+    imports httpx after building its auth; asking at each check cannot. ``type()``
+    still gives the real class; only negative ``isinstance`` checks pay for the
+    lookup (two dictionary reads).
     """
 
     def __init__(
@@ -101,17 +120,16 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
             rejection_backoff=rejection_backoff,
             max_rejection_backoff=max_rejection_backoff,
         )
-        retry = retry or RetryPolicy()
-        fetcher = TokenFetcher(self._config, retry)
-        # No caller waits longer than one fetch may take, retries included.
-        wait_limit = retry.deadline + self._config.timeout + 1.0
-        obtain: Fetch = fetcher.fetch
-        if cache is not None:
-            shared = SharedTokens(cache, self._config, policy)
-            obtain = functools.partial(shared.obtain, fetcher.fetch)
-            wait_limit += shared.lock_timeout  # another process may be fetching
-        self._source = TokenSource(obtain, policy, wait_limit=wait_limit)
-        self._allow_insecure_http = allow_insecure_http
+        self._source = token_source(self._config, policy, retry or RetryPolicy(), cache)
+        # What adapters call for a URL that is not https (a plain function: adapters hold
+        # no reference back to this object, which is then freed as soon as it is dropped).
+        self._check_url = _allow_any_url if allow_insecure_http else _refuse_plain_http
+        # Adapters, by the type of request they serve, built on first use.
+        self._hooks: dict[type, RequestsAuth] = {}
+        self._flows: dict[type, HttpxAuth] = {}
+        self._niquests_async: NiquestsAsyncAuth | None = None
+        self._aiohttp_middleware: AiohttpMiddleware | None = None
+        self._building = threading.Lock()
 
     # -- other ways to build one --------------------------------------------------
 
@@ -241,128 +259,152 @@ class ClientCredentialsAuth(AuthBase, httpx.Auth):
         """Drop the cached token, so that the next request fetches a new one."""
         self._source.invalidate()
 
-    # -- requests ---------------------------------------------------------------
+    # -- requests, niquests.Session ------------------------------------------------
 
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        url = request.url or ""
-        if not url.startswith("https://"):
-            self._check_plain_http(url)
-        request.headers["Authorization"] = _BEARER + self._source.token()
-        request.hooks["response"].append(self._replay_on_401)
-        return request
+    def __call__(self, request: Any) -> Any:
+        try:
+            hook = self._hooks[type(request)]
+        except KeyError:
+            hook = self._hook_for(type(request))
+        return hook(request)
 
-    def _replay_on_401(self, response: requests.Response, **send_kwargs: Any) -> requests.Response:
-        """Replay once with a new token, in the manner of ``HTTPDigestAuth.handle_401``."""
-        request = response.request
-        if response.status_code != 401:
-            self._source.accepted(_carried_token(request.headers.get("Authorization")))
-            return response
-        sent = _sent_token(response.status_code, request.headers.get("Authorization"))
-        if sent is None or not _rewind(request):
-            return response
-        token = self._source.token_after_rejection(sent)
-        if token is None:
-            return response
+    # -- httpx, httpx2 ------------------------------------------------------------
 
-        response.content  # noqa: B018  (read the body so the connection can be reused)
-        response.close()
-        replay = request.copy()
-        extract_cookies_to_jar(replay._cookies, request, response.raw)  # type: ignore[attr-defined,no-untyped-call]
-        replay.prepare_cookies(replay._cookies)  # type: ignore[attr-defined]
-        replay.headers["Authorization"] = _BEARER + token
-        replayed: requests.Response = response.connection.send(replay, **send_kwargs)
-        replayed.history.append(response)
-        replayed.request = replay
-        return replayed
+    def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
+        try:
+            flows = self._flows[type(request)]
+        except KeyError:
+            flows = self._flows_for(type(request))
+        return flows.sync_auth_flow(request)
 
-    # -- httpx ------------------------------------------------------------------
+    def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
+        try:
+            flows = self._flows[type(request)]
+        except KeyError:
+            flows = self._flows_for(type(request))
+        return flows.async_auth_flow(request)
 
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
-        if request.url.scheme != "https":
-            self._check_plain_http(str(request.url))
-        sent = self._source.token()
-        response = yield _authorized(request, sent)
-        if response.status_code != 401:
-            self._source.accepted(sent)
-        elif _replayable(request, response, sent):
-            token = self._source.token_after_rejection(sent)
-            if token is not None:
-                yield _replay(request, response, token)
+    @property  # type: ignore[misc]
+    def __class__(self) -> type[Self]:
+        """What :func:`isinstance` sees (see the class docstring); ``type()`` is unchanged."""
+        key = (type(self), _modules.get("httpx"), _modules.get("httpx2"))
+        try:
+            seen = _SEEN_AS[key]
+        except KeyError:
+            seen = _seen_as(key)
+        return cast("type[Self]", seen)
 
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        if request.url.scheme != "https":
-            self._check_plain_http(str(request.url))
-        sent = await self._source.atoken()
-        response = yield _authorized(request, sent)
-        if response.status_code != 401:
-            self._source.accepted(sent)
-        elif _replayable(request, response, sent):
-            token = await self._source.atoken_after_rejection(sent)
-            if token is not None:
-                yield _replay(request, response, token)
+    # -- the clients whose protocols cannot take the object itself --------------
+
+    @property
+    def niquests_async(self) -> NiquestsAsyncAuth:
+        """For ``niquests.AsyncSession(auth=auth.niquests_async)``: niquests awaits only
+        an auth whose ``__call__`` is a coroutine function (it would call this object
+        in place and block the event loop for a whole token fetch)."""
+        if self._niquests_async is None:
+            from .adapters.niquests import NiquestsAsyncAuth
+
+            with self._building:
+                if self._niquests_async is None:
+                    self._niquests_async = NiquestsAsyncAuth(self._source, self._check_url)
+        return self._niquests_async
+
+    @property
+    def aiohttp_middleware(self) -> AiohttpMiddleware:
+        """For ``aiohttp.ClientSession(middlewares=(auth.aiohttp_middleware,))``
+        (aiohttp 3.12 and later): aiohttp's auth takes no tokens, its middlewares
+        take ``(request, handler)``."""
+        if self._aiohttp_middleware is None:
+            from .adapters.aiohttp import AiohttpMiddleware
+
+            with self._building:
+                if self._aiohttp_middleware is None:
+                    self._aiohttp_middleware = AiohttpMiddleware(self._source, self._check_url)
+        return self._aiohttp_middleware
 
     # -- shared -----------------------------------------------------------------
 
-    def _check_plain_http(self, url: str) -> None:
-        """Refuse to send the token over plain http, loopback hosts excepted.
+    def _hook_for(self, request_type: type) -> RequestsAuth:
+        from .adapters.requests import RequestsAuth, requests_kit
 
-        Callers rule out https first, the cheap way for their URL type, so the
-        usual request never parses its URL.
-        """
-        if not self._allow_insecure_http:
-            require_secure_url(url, "the access token")
+        package = _package_of(request_type, ("requests", "niquests"))
+        if package == "niquests":
+            from .adapters.niquests import niquests_kit
 
+            kit = niquests_kit()
+        else:
+            kit = requests_kit()
+        with self._building:
+            hook = self._hooks.get(request_type)
+            if hook is None:
+                hook = self._hooks[request_type] = RequestsAuth(
+                    self._source, self._check_url, kit
+                )
+        return hook
 
-def _sent_token(status_code: int, authorization: str | None) -> str | None:
-    """The token a 401 response's request carried, if it carried ours.
+    def _flows_for(self, request_type: type) -> HttpxAuth:
+        from .adapters.httpx import HttpxAuth
 
-    requests and httpx drop the Authorization header on redirects to another
-    origin, so a 401 from there has no token and triggers nothing.
+        package = _modules[_package_of(request_type, _AUTH_PACKAGES)]
+        with self._building:
+            flows = self._flows.get(request_type)
+            if flows is None:
+                flows = self._flows[request_type] = HttpxAuth(
+                    self._source, self._check_url, package
+                )
+        return flows
+
+def _refuse_plain_http(url: str) -> None:
+    """Refuse to send the token over plain http, loopback hosts excepted.
+
+    Adapters rule out https first, the cheap way for their URL type, so the usual
+    request never parses its URL.
     """
-    if status_code != 401 or not authorization or not authorization.startswith(_BEARER):
-        return None
-    return authorization[len(_BEARER) :]
+    require_secure_url(url, "the access token")
 
 
-def _carried_token(authorization: str | None) -> str:
-    """The token in a Bearer ``Authorization`` header ("" for none)."""
-    return authorization[len(_BEARER) :] if authorization else ""
+def _allow_any_url(url: str) -> None:
+    """``allow_insecure_http=True``: the user accepted the risk."""
 
 
-def _rewind(request: requests.PreparedRequest) -> bool:
-    """Make the body ready to send again; False when it cannot be (a generator, say)."""
-    body = request.body
-    if body is None or isinstance(body, (bytes, str)):
-        return True
-    try:
-        rewind_body(request)
-    except UnrewindableBodyError:
-        return False
-    return True
+def _package_of(request_type: type, packages: tuple[str, ...]) -> str:
+    """Which of ``packages`` defines ``request_type`` (or a class it derives from)."""
+    for klass in request_type.__mro__:
+        package = klass.__module__.partition(".")[0]
+        if package in packages:
+            return package
+    raise TypeError(
+        f"ClientCredentialsAuth cannot authorize a {request_type.__qualname__}: "
+        "see the README for the line each HTTP client takes"
+    )
 
 
-def _authorized(request: httpx.Request, token: str) -> httpx.Request:
-    request.headers["Authorization"] = _BEARER + token
-    return request
+#: The classes the object claims, by (its real class, httpx, httpx2 as imported).
+_SEEN_AS: dict[tuple[Any, ...], type] = {}
 
 
-def _replay(request: httpx.Request, response: httpx.Response, token: str) -> httpx.Request:
-    """The request again, with a new token and any cookies the 401 set (as httpx's DigestAuth)."""
-    if response.cookies:
-        httpx.Cookies(response.cookies).set_cookie_header(request)
-    return _authorized(request, token)
+def _seen_as(key: tuple[Any, ...]) -> type:
+    """A subclass of ``key[0]`` and of each imported package's ``Auth`` class.
 
-
-def _replayable(request: httpx.Request, response: httpx.Response, sent: str) -> bool:
-    """A 401 to our token, on a request whose body httpx still holds in memory."""
-    if _sent_token(response.status_code, response.request.headers.get("Authorization")) != sent:
-        return False
-    try:
-        request.content  # noqa: B018  (streamed bodies raise: they cannot be sent twice)
-    except httpx.RequestNotRead:
-        return False
-    return True
+    A package still being imported has no ``Auth`` yet: the answer is then not
+    kept, so that the next check sees the finished package.
+    """
+    own, *modules = key
+    bases: list[type] = []
+    complete = True
+    for module in modules:
+        if module is None:
+            continue
+        auth = getattr(module, "Auth", None)
+        if not isinstance(auth, type):
+            complete = False
+        elif auth not in bases:  # after alias_httpx() both names give one class
+            bases.append(auth)
+    if not bases:
+        seen: type = own
+    else:
+        namespace = {"__module__": own.__module__, "__qualname__": own.__qualname__}
+        seen = type(own.__name__, (own, *bases), namespace)
+    if complete:
+        _SEEN_AS[key] = seen
+    return seen

@@ -1,0 +1,100 @@
+"""aiohttp (3.12 and later): a client middleware, ``ClientSession(middlewares=(...,))``.
+
+aiohttp runs the middlewares again for every redirect it follows, after it has
+dropped ``Authorization`` for a new origin, so a middleware that simply set the
+header would hand our token to whatever origin a redirect names. Each redirect
+answer is therefore noted (in a context variable: per task, as each task runs
+its own requests one at a time), and the hop that follows it to another origin
+passes through untouched, as do its own redirects, until one leads back to the
+origin the token was sent to. A redirect that is not followed (``allow_redirects=
+False``) leaves the note for the task's next request: if that goes to the named
+origin, it is taken for the hop and gets no token either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .._exchange import BEARER, Exchange
+
+if TYPE_CHECKING:
+    from .._source import TokenSource
+
+_AUTHORIZATION = "Authorization"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class _Hop(NamedTuple):
+    """A redirect answer: the origin the token belongs to, and the one it points to."""
+
+    home: Any
+    target: Any
+
+
+_pending_hop: ContextVar[_Hop | None] = ContextVar("bearer_m2m_aiohttp_hop", default=None)
+
+
+class AiohttpMiddleware:
+    """``await middleware(request, handler)``: the token, and one replay after a 401."""
+
+    def __init__(self, source: TokenSource, check_url: Callable[[str], None]) -> None:
+        self._source = source
+        self._check_url = check_url
+
+    def __repr__(self) -> str:
+        return "<bearer_m2m aiohttp middleware>"
+
+    async def __call__(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
+        url = request.url
+        origin = url.origin()
+        home = _home_of(origin)
+        if origin != home:  # a redirect to another origin: not ours to authorize
+            return _note_redirect(home, await handler(request))
+        if url.scheme != "https":
+            self._check_url(str(url))
+        sent = await self._source.atoken()
+        request.headers[_AUTHORIZATION] = BEARER + sent
+        response = await handler(request)
+        exchange = Exchange(self._source, sent)
+        while exchange.wants_replacement(
+            response.status, request.headers.get(_AUTHORIZATION), _can_resend, request
+        ):
+            replacement = await self._source.atoken_after_rejection(exchange.sent)
+            header = exchange.replay_header(replacement)
+            if header is None:
+                break
+            response.release()
+            request.update_cookies(response.cookies)
+            request.headers[_AUTHORIZATION] = header
+            response = await handler(request)
+        return _note_redirect(home, response)
+
+
+def _home_of(origin: Any) -> Any:
+    """The origin a request's token belongs to: its own, unless it is the hop a
+    redirect (noted by the previous call in this task) pointed to."""
+    hop = _pending_hop.get()
+    if hop is None:
+        return origin
+    _pending_hop.set(None)
+    return hop.home if origin == hop.target else origin
+
+
+def _note_redirect(home: Any, response: Any) -> Any:
+    if response.status in _REDIRECTS:
+        location = response.headers.get("Location")
+        if location:
+            try:
+                target = response.url.join(type(response.url)(location)).origin()
+            except ValueError:  # aiohttp refuses such a redirect itself
+                return response
+            _pending_hop.set(_Hop(home, target))
+    return response
+
+
+def _can_resend(request: Any) -> bool:
+    """aiohttp resends a payload it has not consumed (bytes, files it can seek)."""
+    body = request.body
+    return body == b"" or not body.consumed

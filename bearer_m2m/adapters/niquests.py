@@ -1,0 +1,73 @@
+"""niquests: ``Session(auth=auth)`` takes the requests adapter with niquests' own
+helpers; ``AsyncSession(auth=auth.niquests_async)`` takes :class:`NiquestsAsyncAuth`.
+
+niquests awaits an auth whose ``__call__`` is a coroutine function and calls any
+other one in place, so the object itself would block the event loop for a whole
+token fetch; hence the separate async adapter, with async response hooks.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._exchange import BEARER
+from .requests import Kit, RequestsAuth, answered
+
+if TYPE_CHECKING:
+    from .._source import TokenSource
+
+
+def niquests_kit() -> Kit:
+    from niquests.cookies import extract_cookies_to_jar
+    from niquests.exceptions import UnrewindableBodyError
+    from niquests.utils import rewind_body
+
+    return Kit(extract_cookies_to_jar, rewind_body, UnrewindableBodyError)
+
+
+class NiquestsAsyncAuth:
+    """``await auth(prepared_request)``: the token without blocking the loop, and an
+    async hook that drives the exchange."""
+
+    def __init__(self, source: TokenSource, check_url: Callable[[str], None]) -> None:
+        self._source = source
+        self._check_url = check_url
+        self._family = RequestsAuth(source, check_url, niquests_kit())
+
+    def __repr__(self) -> str:
+        return "<bearer_m2m niquests async auth>"
+
+    async def __call__(self, request: Any) -> Any:
+        url = request.url or ""
+        if not url.startswith("https://"):
+            self._check_url(url)
+        request.headers["Authorization"] = BEARER + await self._source.atoken()
+        request.hooks["response"].append(self._on_response)
+        return request
+
+    async def _on_response(self, response: Any, **send_kwargs: Any) -> Any:
+        exchange = answered(self._source, response, replayed=False)
+        if exchange is None or not self._family.wants_replacement(exchange, response):
+            return response
+        replacement = await self._source.atoken_after_rejection(exchange.sent)
+        header = exchange.replay_header(replacement)
+        if header is None:
+            return response
+        await _settled(response.content)  # read, so that the connection can be reused
+        await _settled(response.close())
+        replay = self._family.replay_of(response, header, (self._on_response, self._after_replay))
+        replayed = await _settled(response.connection.send(replay, **send_kwargs))
+        return self._family.settle_replay(exchange, response, replayed)
+
+    async def _after_replay(self, response: Any, **send_kwargs: Any) -> Any:
+        exchange = answered(self._source, response, replayed=True)
+        if exchange is not None:
+            self._family.wants_replacement(exchange, response)
+        return response
+
+
+async def _settled(value: Any) -> Any:
+    """niquests' async responses read and close with coroutines, its sync ones do not."""
+    return await value if inspect.isawaitable(value) else value
