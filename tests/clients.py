@@ -21,15 +21,15 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import anyio
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bearer_m2m import ClientCredentialsAuth
 
+if TYPE_CHECKING:
+    from anyio.from_thread import BlockingPortal
+
 #: The cold start: threads x calls each for the sync clients, tasks for the async ones.
-THREADS, PER_THREAD, TASKS = 64, 3, 1000
+THREADS, PER_THREAD, TASKS = 64, 2, 1000
 #: Connections an async client opens at once: a thousand tasks queue for them after the
 #: auth step (which is where they race for the token), not before it.
 ASYNC_CONNECTIONS = 10
@@ -276,6 +276,8 @@ class _AsyncClient:
 
     def __init__(self, auth: ClientCredentialsAuth) -> None:
         self._exit = contextlib.ExitStack()
+        from anyio.from_thread import start_blocking_portal  # with the async clients only
+
         self._portal: BlockingPortal = self._exit.enter_context(start_blocking_portal(self.backend))
         try:
             self._portal.call(self._open, auth)
@@ -306,6 +308,8 @@ class _AsyncClient:
             self._exit.close()
 
     async def _burst(self, url: str, on_start: Callable[[], None]) -> list[Answer]:
+        import anyio
+
         answers: list[Answer] = []
 
         async def one() -> None:
@@ -318,6 +322,8 @@ class _AsyncClient:
         return answers
 
     async def _while_ticking(self, url: str, tick: Callable[[], None]) -> Answer:
+        import anyio
+
         done = anyio.Event()
 
         async def ticker() -> None:
@@ -328,9 +334,10 @@ class _AsyncClient:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(ticker)
             try:
-                return await self._send(url, "GET", None, False)
+                answer = await self._send(url, "GET", None, False)
             finally:
                 done.set()
+        return answer
 
     async def _open(self, auth: ClientCredentialsAuth) -> None:
         raise NotImplementedError
@@ -352,10 +359,12 @@ def _throttled_transport(module: Any) -> Any:
     races for the token at once.
     """
 
-    class Throttled(module.AsyncBaseTransport):  # type: ignore[misc,name-defined]
+    class Throttled(module.AsyncBaseTransport):  # type: ignore[misc]
         def __init__(self) -> None:
             limits = module.Limits(max_connections=ASYNC_CONNECTIONS)
             self._transport = module.AsyncHTTPTransport(limits=limits)
+            import anyio
+
             self._slots = anyio.Semaphore(ASYNC_CONNECTIONS)
 
         async def handle_async_request(self, request: Any) -> Any:
@@ -420,7 +429,7 @@ class AsyncNiquestsClient(_AsyncClient):
         from niquests.adapters import AsyncHTTPAdapter
 
         self._session = niquests.AsyncSession(
-            auth=auth.niquests_async,  # type: ignore[attr-defined]
+            auth=auth.niquests_async,
             pool_maxsize=ASYNC_CONNECTIONS,
             timeout=PATIENCE,
         )
@@ -448,7 +457,7 @@ class AiohttpClient(_AsyncClient):
         import aiohttp
 
         self._session = aiohttp.ClientSession(
-            middlewares=(auth.aiohttp_middleware,),  # type: ignore[attr-defined]
+            middlewares=(auth.aiohttp_middleware,),
             connector=aiohttp.TCPConnector(limit=ASYNC_CONNECTIONS),
             timeout=aiohttp.ClientTimeout(total=PATIENCE),
         )

@@ -48,7 +48,7 @@ QUOTA_CALLS = 50
 #: How long the token endpoint sits on the fetch that the liveness ticker watches.
 FETCH_HOLD = 1.0
 #: The modules whose absence skips a client's tests (an extra not installed).
-CLIENT_MODULES = frozenset({"httpx", "httpx2", "niquests", "aiohttp", "trio"})
+CLIENT_MODULES = frozenset({"httpx", "httpx2", "niquests", "aiohttp", "trio", "anyio"})
 
 Connect = Callable[[ClientCredentialsAuth], Client]
 

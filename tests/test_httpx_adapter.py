@@ -25,7 +25,8 @@ from tests.clients import PATIENCE
 
 @pytest.fixture(params=["httpx", "httpx2"])
 def package(request: pytest.FixtureRequest) -> ModuleType:
-    return pytest.importorskip(request.param)
+    module: ModuleType = pytest.importorskip(request.param)
+    return module
 
 
 def test_the_module_level_functions_take_the_object(

@@ -19,7 +19,8 @@ from bearer_m2m.testing import AuthorizationServer, ProtectedAPI
 
 @pytest.fixture(params=["requests", "niquests"])
 def client_module(request: pytest.FixtureRequest) -> ModuleType:
-    return pytest.importorskip(request.param)
+    module: ModuleType = pytest.importorskip(request.param)
+    return module
 
 
 def test_a_file_body_is_rewound_for_the_replay(
