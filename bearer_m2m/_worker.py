@@ -7,15 +7,17 @@ waiting costs a queue put.
 
 A fetch that hangs past every timeout is abandoned by the token source; the
 next fetch must not queue behind it, so a busy worker is replaced by a fresh
-thread and retires once its hung job ends. An idle worker retires too, after
-``IDLE_SECONDS``, so an application that builds many auth objects does not
-collect threads; the next fetch starts one again.
+thread and retires once its hung job ends. The thread holds its owner only
+weakly and ends when the owner (the token source's worker) is collected, or
+after ``IDLE_SECONDS`` without work, so an application that builds many auth
+objects does not collect threads.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 
 Job = Callable[[], None]
@@ -38,6 +40,7 @@ class FetchWorker:
             worker = self._current
             if worker is None or worker.busy or not worker.is_alive():
                 worker = self._current = _Thread(self)
+                weakref.finalize(self, worker.stop)
                 worker.start()
             worker.give(job)
 
@@ -50,27 +53,31 @@ class FetchWorker:
                 self._current = None
             return True
 
+    def is_current(self, worker: _Thread) -> bool:
+        with self._lock:
+            return worker is self._current
+
     def reset_after_fork(self) -> None:
         """The child inherits no threads: the next job starts a new one."""
         self._lock = threading.Lock()
         self._current = None
 
-    def _is_current(self, worker: _Thread) -> bool:
-        with self._lock:
-            return worker is self._current
-
 
 class _Thread(threading.Thread):
     def __init__(self, owner: FetchWorker) -> None:
         super().__init__(name=owner._name, daemon=True)
-        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
-        self._owner = owner
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._owner = weakref.ref(owner)
         #: Set when a job is handed over, cleared when it ends: a busy worker takes no more.
         self.busy = False
 
     def give(self, job: Job) -> None:
         self.busy = True
         self._jobs.put(job)
+
+    def stop(self) -> None:
+        """End after the job at hand, if any (the owner is gone)."""
+        self._jobs.put(None)
 
     def has_jobs(self) -> bool:
         return not self._jobs.empty()
@@ -80,12 +87,26 @@ class _Thread(threading.Thread):
             try:
                 job = self._jobs.get(timeout=IDLE_SECONDS)
             except queue.Empty:
-                if self._owner.retire_if_idle(self):
+                if self._retire_if_idle():
                     return
                 continue
+            if job is None:
+                return
             try:
                 job()
             finally:
                 self.busy = False
-            if not self._owner._is_current(self):  # replaced while this job hung: retire
+                del job  # hold nothing of the source between jobs
+            if not self._still_wanted():  # the owner is gone, or replaced this hung thread
                 return
+
+    # Each look at the owner is a method of its own, so that no strong reference to it
+    # outlives the look while this thread waits for work.
+
+    def _retire_if_idle(self) -> bool:
+        owner = self._owner()
+        return owner is None or owner.retire_if_idle(self)
+
+    def _still_wanted(self) -> bool:
+        owner = self._owner()
+        return owner is not None and owner.is_current(self)

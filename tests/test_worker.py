@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import time
 
 import pytest
 
 from bearer_m2m import _worker
+from bearer_m2m._policy import RefreshPolicy
+from bearer_m2m._source import TokenSource
+from bearer_m2m._tokens import GrantedToken
 from bearer_m2m._worker import FetchWorker
 
 
@@ -64,3 +69,35 @@ def test_after_fork_the_next_job_starts_a_thread() -> None:
     worker.reset_after_fork()
     assert worker._current is None
     assert run(worker) == "fetcher"
+
+
+def test_a_worker_thread_ends_when_its_owner_is_gone() -> None:
+    before = threading.active_count()
+    workers = [FetchWorker("fetcher") for _ in range(50)]
+    for worker in workers:
+        run(worker)
+    assert threading.active_count() >= before + 50
+    threads = [worker._current for worker in workers]
+    del workers, worker
+    gc.collect()
+    for thread in threads:
+        assert thread is not None
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def test_sources_that_are_dropped_leave_no_threads_behind() -> None:
+    before = threading.active_count()
+    for serial in range(50):
+        source = TokenSource(
+            lambda rejected, serial=serial: GrantedToken(f"t{serial}", 3600.0),
+            RefreshPolicy(),
+            wait_limit=5,
+        )
+        assert source.token() == f"t{serial}"
+    del source
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() <= before
