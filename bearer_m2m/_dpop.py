@@ -151,7 +151,7 @@ class DPoPKey:
             _checked_algorithm(algorithm)
         material, where = _key_material(source)
         key = _import_private_key(material, where)
-        chosen = algorithm or _implied_algorithm(key, where)
+        chosen = _implied_algorithm(key, where) if algorithm is None else algorithm
         _check_key_fits(key, chosen, where)
         return cls(key, chosen, clock=clock)
 
@@ -234,7 +234,7 @@ def dpop_key(option: Option, algorithm: str | None = None) -> DPoPKey | None:
             raise ConfigurationError("dpop_algorithm is set but dpop is not; set dpop=True")
         return None
     if option is True:
-        return DPoPKey.generate(algorithm or DEFAULT_ALGORITHM)
+        return DPoPKey.generate(DEFAULT_ALGORITHM if algorithm is None else algorithm)
     if not isinstance(option, (str, bytes, os.PathLike, Mapping)):
         raise ConfigurationError(
             "dpop must be True, a PEM string or bytes, a key file's path or a JWK, "
