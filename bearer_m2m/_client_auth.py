@@ -120,7 +120,7 @@ def _key_material(source: PrivateKeySource) -> tuple[str | bytes | dict[str, Any
     if isinstance(source, str) and source.lstrip().startswith("{"):
         try:
             return json.loads(source), "the JWK given as private_key"
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
             raise ConfigurationError("private_key looks like a JWK but is not valid JSON") from None
     path = os.fspath(source)
     try:
@@ -201,9 +201,34 @@ def form_encoded_basic(
     secrets, Auth0's included, use unreserved characters that encoding leaves
     as they are.
     """
-    credentials = f"{quote_plus(client.client_id)}:{quote_plus(client.client_secret)}"
-    headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+    headers["Authorization"] = "Basic " + basic_credentials(
+        client.client_id, client.client_secret, form_encoded=True
+    )
     return uri, headers, body
+
+
+def raw_basic(
+    client: Any, method: str, uri: str, headers: dict[str, str], body: str
+) -> tuple[str, dict[str, str], str]:
+    """HTTP Basic with the id and secret as they are (UTF-8), for servers that
+    do not decode them (Glewlwyd): the fetcher falls back to it after a refusal."""
+    headers["Authorization"] = "Basic " + basic_credentials(
+        client.client_id, client.client_secret, form_encoded=False
+    )
+    return uri, headers, body
+
+
+def basic_credentials(client_id: str, client_secret: str, *, form_encoded: bool) -> str:
+    """The base64 part of ``Authorization: Basic``, with or without the RFC's form-encoding."""
+    if form_encoded:
+        client_id, client_secret = quote_plus(client_id), quote_plus(client_secret)
+    return base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+
+
+def basic_encodings_differ(client_id: str, client_secret: str) -> bool:
+    """Whether a server that does not decode Basic credentials would see other ones:
+    only then is the raw encoding worth a try after a refusal."""
+    return quote_plus(client_id) != client_id or quote_plus(client_secret) != client_secret
 
 
 class _ShortLived:

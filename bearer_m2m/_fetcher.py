@@ -2,22 +2,35 @@
 
 Every fetch passes every parameter to :meth:`OAuth2Session.fetch_token`; Authlib's
 own automatic re-fetch is never used (it drops ``audience``, authlib#783).
+
+The answer is read and judged by a response hook of ours, before Authlib sees it:
+the body is read with a size limit (:data:`MAX_ANSWER_BYTES`) and a clock check,
+every failure becomes a typed error with the credentials masked, and a good answer
+reaches Authlib as a minimal token document it cannot trip over. Authlib never
+raises on its own account; if it still does, the error is replaced without its text.
 """
 
 from __future__ import annotations
 
-import itertools
+import json
 import logging
 import os
 import random
+import re
 import time
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
 import requests
+import urllib3
 from authlib.integrations.requests_client import OAuth2Session
 
-from ._client_auth import register_client_auth
+from ._client_auth import (
+    basic_credentials,
+    basic_encodings_differ,
+    raw_basic,
+    register_client_auth,
+)
 from ._config import ClientConfig
 from ._policy import RetryPolicy, parse_retry_after
 from ._ratelimit import parse_rate_limit
@@ -33,7 +46,20 @@ logger = logging.getLogger("bearer_m2m")
 
 #: Statuses that say "try again later" rather than "this request is wrong".
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: Statuses with which a token endpoint refuses the client or what it asked for,
+#: with an OAuth error document or, on some servers, with no body at all.
+REFUSAL_STATUSES = frozenset({400, 401, 403})
+#: The most of an answer that is read. Real token responses are a few KiB (a JWT
+#: with many claims stays below 16 KiB); an answer beyond this is a broken or
+#: hostile server, and reading on would only grow the process.
+MAX_ANSWER_BYTES = 1024 * 1024
+_READ_SIZE = 64 * 1024
 _MAX_DESCRIPTION = 300
+_MASK = "***"
+_REFUSAL_HINT = (
+    "check the client id and its secret or key, and that the client may ask for this "
+    "scope and audience"
+)
 
 
 class TokenFetcher:
@@ -42,6 +68,12 @@ class TokenFetcher:
     One instance is used by one fetch at a time (the token source runs a single
     flight), so the Authlib session needs no lock. A child process after
     ``fork`` gets a session of its own rather than the parent's sockets.
+
+    With ``client_secret_basic`` and a secret that form-encoding changes, a
+    refusal (400/401/403 with ``invalid_client`` or without an OAuth error) is
+    followed by one request with the raw encoding, for servers that do not
+    decode the credentials as RFC 6749 section 2.3.1 says (Glewlwyd); the first
+    encoding the server accepts is used from then on.
     """
 
     def __init__(self, config: ClientConfig, retry: RetryPolicy) -> None:
@@ -50,25 +82,54 @@ class TokenFetcher:
         self._rng = random.Random()  # noqa: S311  (jitter, not cryptography)
         self._session: OAuth2Session | None = None
         self._session_pid = 0
+        self._raw_basic = False  # the RFC's form-encoding until a server shows otherwise
+        self._basic_settled = False
 
     def __repr__(self) -> str:
         return f"<TokenFetcher {self._config.token_url!r} client_id={self._config.client_id!r}>"
 
     def fetch(self, rejected: str | None = None) -> GrantedToken:
         """A new token from the server (which never hands out ``rejected`` again)."""
+        try:
+            return self._fetch_with_retries()
+        finally:
+            # A token is fetched once per lifetime: a connection kept for the next
+            # one would be closed by the server meanwhile, or left open when the
+            # auth object goes away. Retries within one fetch still reuse it.
+            if self._session is not None:
+                self._session.close()
+
+    def _fetch_with_retries(self) -> GrantedToken:
+        """At most ``max_attempts`` requests fail transiently before it gives up, and
+        no retry starts after the deadline; a request never outlives the deadline
+        by more than one read timeout."""
         started = time.monotonic()
         deadline = started + self._retry.deadline
-        for attempt in itertools.count():
-            remaining = deadline - time.monotonic()
+        raw, tried_other_basic = self._raw_basic, False
+        sent = failures = 0
+        while True:
+            sent += 1
             try:
-                granted = self._fetch_once(timeout=min(self._config.timeout, max(remaining, 0.1)))
+                granted = self._fetch_once(deadline, raw=raw)
             except TokenEndpointUnavailable as exc:
-                delay = self._retry.delay(attempt, exc.retry_after, self._rng)
-                if time.monotonic() + delay >= deadline:
-                    raise _gave_up(exc, attempt + 1, time.monotonic() - started) from exc
+                failures += 1
+                delay = self._retry.delay(failures - 1, exc.retry_after, self._rng)
+                if failures >= self._retry.max_attempts or time.monotonic() + delay >= deadline:
+                    raise _gave_up(exc, sent, time.monotonic() - started) from exc
                 logger.warning("token request failed (%s); retrying in %.2f s", exc, delay)
                 time.sleep(delay)
+            except TokenRequestRejected as exc:
+                if tried_other_basic or not self._other_basic_may_help(exc):
+                    raise
+                tried_other_basic, raw = True, not raw
+                logger.info(
+                    "token endpoint refused client_secret_basic (HTTP %s); trying the %s "
+                    "encoding of the credentials",
+                    exc.status_code,
+                    "raw" if raw else "form-encoded (RFC 6749)",
+                )
             else:
+                self._raw_basic, self._basic_settled = raw, True
                 logger.debug(
                     "fetched token %s from %s (expires_in=%s)",
                     granted.fingerprint,
@@ -76,26 +137,44 @@ class TokenFetcher:
                     granted.expires_in,
                 )
                 return granted
-        raise AssertionError("unreachable")  # pragma: no cover
 
     @property
     def _host(self) -> str:
         return urlsplit(self._config.token_url).netloc
 
-    def _fetch_once(self, timeout: float) -> GrantedToken:
+    def _other_basic_may_help(self, refusal: TokenRequestRejected) -> bool:
+        """Whether a refusal may be the server reading the Basic credentials
+        differently, and no encoding has been accepted yet."""
         config = self._config
+        return (
+            config.auth_method == "client_secret_basic"
+            and not self._basic_settled
+            and refusal.status_code in REFUSAL_STATUSES
+            and refusal.error in (None, "invalid_client")
+            and basic_encodings_differ(config.client_id, config.client_secret or "")
+        )
+
+    def _fetch_once(self, deadline: float, *, raw: bool) -> GrantedToken:
+        """One token request; ``raw``: Basic credentials without the RFC's form-encoding."""
+        config = self._config
+        session = self._session_for_this_process()
+        attempt = _Attempt(self, deadline)
         try:
-            payload = self._session_for_this_process().fetch_token(
+            session.fetch_token(
                 config.token_url,
                 # Our fields go in the body, never as keywords, so that no field
                 # name can steer Authlib (``method``, ``timeout``, ``headers``...).
                 body=urlencode(config.form),
                 grant_type="client_credentials",
-                timeout=timeout,
+                auth=session.client_auth(raw_basic) if raw else None,
+                timeout=min(config.timeout, max(deadline - time.monotonic(), 0.1)),
                 verify=config.verify,
                 cert=config.cert,
                 # A redirect would carry the secret somewhere the user did not name.
                 allow_redirects=False,
+                # The body is left on the socket for our hook to read, bounded.
+                stream=True,
+                hooks={"response": attempt.on_response},
             )
         except TokenError:
             raise
@@ -110,15 +189,25 @@ class TokenFetcher:
             raise TokenEndpointUnavailable(
                 f"token endpoint {self._host} unreachable ({type(exc).__name__})"
             ) from exc
+        except requests.exceptions.ContentDecodingError as exc:
+            raise InvalidTokenResponse(
+                f"token endpoint {self._host} answered a body that cannot be decoded "
+                f"({type(exc).__name__})"
+            ) from exc
         except (requests.RequestException, OSError) as exc:
             raise TokenError(
                 f"token request to {self._host} failed ({type(exc).__name__})"
             ) from exc
-        except ValueError as exc:
-            raise InvalidTokenResponse(
-                f"token endpoint {self._host} answered a token response that cannot be read"
-            ) from exc
-        return granted_token(payload)
+        except Exception as exc:
+            # Authlib's messages may quote the request or the answer, secret included:
+            # only the name goes on, raised out here so that it is not even the context.
+            failure = type(exc).__name__
+        else:
+            if attempt.granted is not None:
+                return attempt.granted
+            failure = "no answer"  # pragma: no cover  (requests always runs the hook)
+        kind = InvalidTokenResponse if attempt.granted else TokenError
+        raise kind(f"token request to {self._host} failed inside Authlib ({failure})")
 
     def _session_for_this_process(self) -> OAuth2Session:
         if self._session is None or self._session_pid != os.getpid():
@@ -136,31 +225,33 @@ class TokenFetcher:
                 key_id=config.key_id,
                 assertion_audience=config.assertion_audience,
             )
-            session.register_compliance_hook("access_token_response", self._check_response)
             self._session, self._session_pid = session, os.getpid()
         return self._session
 
-    def _server_text(self, payload: dict[str, Any] | None, name: str) -> str | None:
-        """A field of the server's error answer, fit for a message: a server that
-        echoes the client secret gets it masked, and long texts are cut after that."""
-        value = payload.get(name) if payload else None
-        if value is None:
-            return None
-        text = str(value)
-        if self._config.client_secret:
-            text = text.replace(self._config.client_secret, "***")
-        return text[:_MAX_DESCRIPTION]
+    def take_answer(self, response: requests.Response, deadline: float) -> GrantedToken:
+        """Read the answer (bounded), judge it, and leave Authlib a clean copy."""
+        body: bytes | None = None
+        try:
+            body = _read_body(response, deadline, self._host)
+        finally:
+            if body is None:  # failed, too slow or too large: close the socket, so a
+                response.close()  # server still sending does not keep it (or us) busy
+            else:
+                response.raw.release_conn()  # read to its end: the connection serves again
+        granted = self._judge(response, body)
+        # Authlib parses what it is handed (``expires_in``, ``expires_at``, ``error``)
+        # and raises its own errors: it gets only what cannot go wrong.
+        clean = {"access_token": granted.access_token, "token_type": "Bearer"}
+        response._content = json.dumps(clean).encode()
+        return granted
 
-    def _check_response(self, response: requests.Response) -> requests.Response:
-        """Turn anything but a successful JSON answer into a typed error.
-
-        Runs inside Authlib's ``fetch_token`` before it parses the body, so the
-        status code and headers are still at hand.
-        """
+    def _judge(self, response: requests.Response, body: bytes | None) -> GrantedToken:
+        """A typed error for anything but a usable token answer (RFC 6749 5.1/5.2)."""
         status = response.status_code
-        payload = _json_object(response)
-        error = self._server_text(payload, "error")
-        description = self._server_text(payload, "error_description")
+        payload = _json_object(body)
+        mask = _Masker(self._config, response.request)
+        error = _server_text(payload, "error", mask)
+        description = _server_text(payload, "error_description", mask)
         rate_limit = parse_rate_limit(response.headers)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if retry_after is None and rate_limit is not None:
@@ -184,23 +275,206 @@ class TokenFetcher:
                 "because it would carry the client credentials elsewhere; check token_url",
                 **details,
             )
-        if payload is None:
-            content_type = response.headers.get("Content-Type", "no content type")
-            shape = (
-                "an empty body" if not response.content else f"a {content_type.split(';')[0]} body"
-            )
-            raise InvalidTokenResponse(
-                f"token endpoint answered HTTP {status} with {shape}, not a JSON object; "
-                "check token_url",
+        shape = _shape(response, body, mask)
+        if status in REFUSAL_STATUSES:
+            raise TokenRequestRejected(
+                f"token endpoint refused the request: HTTP {status}{said or ' with ' + shape}; "
+                + _REFUSAL_HINT,
                 **details,
             )
-        if status >= 400 or error:
+        if error:
             raise TokenRequestRejected(
                 f"token endpoint refused the request: HTTP {status}{said}", **details
             )
+        if payload is None or status >= 400:
+            # Another 4xx without an OAuth error (404, 405, 415...), or a 2xx that is
+            # no JSON object: most likely not a token endpoint at all.
+            raise InvalidTokenResponse(
+                f"token endpoint answered HTTP {status} with {shape}, not a token response; "
+                "check token_url",
+                **details,
+            )
         if rate_limit is not None and any(bucket.is_low for bucket in rate_limit.quotas):
             logger.warning("the M2M token quota runs low: %s", rate_limit)
+        return _granted(payload, mask, status)
+
+
+class _Attempt:
+    """One token request: the hook requests calls with its response, and what it found.
+
+    Per request rather than on the fetcher, so that a fetch abandoned by its callers
+    and a newer one never share state.
+    """
+
+    def __init__(self, fetcher: TokenFetcher, deadline: float) -> None:
+        self._fetcher = fetcher
+        self._deadline = deadline
+        self.granted: GrantedToken | None = None
+
+    def on_response(self, response: requests.Response, **_: Any) -> requests.Response:
+        self.granted = self._fetcher.take_answer(response, self._deadline)
         return response
+
+
+def _read_body(response: requests.Response, deadline: float, host: str) -> bytes | None:
+    """The answer's bytes, or ``None`` when it is longer than :data:`MAX_ANSWER_BYTES`.
+
+    Read as it arrives (``read1``: one socket read, each bounded by the read
+    timeout), so a server that drips its answer is given up on once the fetch's
+    deadline has passed, rather than after one read timeout per byte.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            chunk = response.raw.read1(_READ_SIZE, decode_content=True)
+        except urllib3.exceptions.DecodeError:
+            raise InvalidTokenResponse(
+                f"token endpoint {host} answered a body that cannot be decoded",
+                status_code=response.status_code,
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TokenEndpointUnavailable(
+                f"token endpoint {host} broke off its answer ({type(exc).__name__})",
+                status_code=response.status_code,
+            ) from None
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            return None
+        chunks.append(chunk)
+        # Once the connection is done, what is left is buffered: reading it cannot wait.
+        if time.monotonic() >= deadline and not response.raw.closed:
+            raise TokenEndpointUnavailable(
+                f"token endpoint {host} was still sending its answer (HTTP "
+                f"{response.status_code}) when the retry deadline ran out",
+                status_code=response.status_code,
+            )
+
+
+def _json_object(body: bytes | None) -> dict[str, Any] | None:
+    if not body:
+        return None
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _shape(response: requests.Response, body: bytes | None, mask: _Masker) -> str:
+    """What the answer was, for a message: the server's own words are masked and cut."""
+    if body is None:
+        return f"a body larger than {MAX_ANSWER_BYTES // (1024 * 1024)} MiB"
+    if not body:
+        return "an empty body"
+    content_type = response.headers.get("Content-Type", "no content type").split(";")[0]
+    return f"a {_fit_for_message(content_type, mask, 60)} body that is not a JSON object"
+
+
+def _server_text(payload: dict[str, Any] | None, name: str, mask: _Masker) -> str | None:
+    """A field of the server's error answer, fit for a message (``None`` when
+    absent, null or empty: some servers send ``"error": null`` with a token)."""
+    value = payload.get(name) if payload else None
+    if value is None or value == "":
+        return None
+    text = str(value) if isinstance(value, (str, int, float)) else f"({type(value).__name__})"
+    return _fit_for_message(text, mask, _MAX_DESCRIPTION)
+
+
+def _fit_for_message(text: str, mask: _Masker, limit: int) -> str:
+    """Credentials masked first, then control characters (forged log lines)
+    replaced, then cut: in that order, so no part of a secret survives."""
+    text = "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in mask(text))
+    return text[:limit]
+
+
+def _granted(payload: dict[str, Any], mask: _Masker, status: int) -> GrantedToken:
+    """The token, or an :class:`InvalidTokenResponse` whose text quotes no credential
+    (the server's ``token_type``, say, may be an echo of the secret)."""
+    try:
+        return granted_token(payload)
+    except InvalidTokenResponse as exc:
+        message = _fit_for_message(str(exc), mask, 500)
+    except (ArithmeticError, ValueError, TypeError, RecursionError) as exc:
+        message = f"token response cannot be read ({type(exc).__name__})"
+    # Raised out here: the unmasked original must not ride along as the context.
+    raise InvalidTokenResponse(message, status_code=status)
+
+
+class _Masker:
+    """Hides every spelling of every credential a token request carried.
+
+    Servers quote back what they got: the secret as is or as the form carried
+    it, the ``Authorization`` header, a client assertion. Each credential is
+    matched character by character in any spelling a server may use for it
+    (itself, any percent-encoding with either case of hex digits, ``+`` for a
+    space, a JSON escape), so no list of encoders has to be complete.
+    """
+
+    def __init__(self, config: ClientConfig, request: requests.PreparedRequest | None) -> None:
+        credentials = set(_configured_credentials(config))
+        if request is not None:
+            credentials.update(_sent_credentials(request))
+        # Longest first, so that a credential containing another is masked whole.
+        self._credentials = sorted((c for c in credentials if c), key=len, reverse=True)
+        self._pattern: re.Pattern[str] | None = None
+
+    def __call__(self, text: str) -> str:
+        if not self._credentials:
+            return text
+        if self._pattern is None:  # built only when there is something to mask
+            self._pattern = re.compile("|".join(map(_spelling_pattern, self._credentials)))
+        return self._pattern.sub(_MASK, text)
+
+
+def _configured_credentials(config: ClientConfig) -> list[str]:
+    """The secret, as a server that decodes it once too often reads it (a raw
+    Basic header taken as form-encoded), and both Basic headers."""
+    secret = config.client_secret
+    if not secret:
+        return []
+    return [secret, unquote_plus(secret)] + [
+        basic_credentials(config.client_id, secret, form_encoded=form_encoded).rstrip("=")
+        for form_encoded in (True, False)
+    ]
+
+
+def _sent_credentials(request: requests.PreparedRequest) -> list[str]:
+    """The credentials as this request carried them (an assertion is new each time)."""
+    body = request.body or ""
+    text = body.decode("ascii", "replace") if isinstance(body, bytes) else str(body)
+    form = dict(parse_qsl(text))
+    found = [form.get("client_secret", ""), form.get("client_assertion", "")]
+    found.append(form.get("client_assertion", "").rpartition(".")[2])  # its signature alone
+    _, _, authorization = request.headers.get("Authorization", "").partition(" ")
+    found.append(authorization.strip().rstrip("="))  # unpadded: echoes may drop "="
+    return found
+
+
+def _spelling_pattern(credential: str) -> str:
+    return "".join(_char_spellings(char) for char in credential)
+
+
+def _char_spellings(char: str) -> str:
+    percent = "".join(f"%{byte:02x}" for byte in char.encode("utf-8", "surrogatepass"))
+    spellings = {
+        re.escape(char),
+        f"(?i:{re.escape(percent)})",
+        re.escape(json.dumps(char)[1:-1]),
+        "(?i:" + re.escape("".join(f"\\u{unit:04x}" for unit in _utf16_units(char))) + ")",
+    }
+    if char == " ":
+        spellings.add(r"\+")
+    if char == "/":
+        spellings.add(r"\\/")
+    return "(?:" + "|".join(sorted(spellings)) + ")"
+
+
+def _utf16_units(char: str) -> list[int]:
+    data = char.encode("utf-16-be", "surrogatepass")
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
 
 
 def tls_failure(host: str) -> str:
@@ -208,14 +482,6 @@ def tls_failure(host: str) -> str:
         f"TLS with {host} failed: its certificate is not trusted or the client certificate "
         "was refused; check verify= (BEARER_M2M_CA_BUNDLE, --ca-bundle) and cert="
     )
-
-
-def _json_object(response: requests.Response) -> dict[str, Any] | None:
-    try:
-        payload = response.json()
-    except ValueError:
-        return None
-    return payload if isinstance(payload, dict) else None
 
 
 def _gave_up(
