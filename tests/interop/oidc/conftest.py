@@ -21,8 +21,10 @@ from tests.interop.oidc.harness import (
     node_tools,
 )
 
-#: Retries that keep the suite fast: milliseconds instead of seconds.
-FAST_RETRY = RetryPolicy(deadline=2.0, initial_backoff=0.01, max_backoff=0.05)
+#: Retries that keep the suite fast (milliseconds between attempts) with a deadline
+#: long enough for a node process on a busy 2-core machine: a 2 s deadline made
+#: token requests time out there while oidc-provider was merely slow.
+FAST_RETRY = RetryPolicy(deadline=20.0, initial_backoff=0.01, max_backoff=0.05)
 
 #: RFC 8707 resources the provider knows, each with its token lifetime.
 ORDERS = "https://orders.example.test/"
@@ -50,6 +52,7 @@ MakeAuth = Callable[..., ClientCredentialsAuth]
 @pytest.fixture(scope="session")
 def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProvider]:
     """oidc-provider, installed from the lockfile if needed, for the whole session."""
+    problem: str | None = None
     try:
         node, npm = node_tools()
         install_provider(npm)
@@ -57,7 +60,9 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProv
             node, PROVIDER_CONFIG, tmp_path_factory.mktemp("oidc-provider") / "stderr.log"
         )
     except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        problem = str(exc)
+    if problem is not None:  # failed outside the except block: one message, no chained traceback
+        pytest.fail(problem, pytrace=False)
     yield provider
     provider.close()
 

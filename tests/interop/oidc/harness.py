@@ -291,7 +291,7 @@ class NodeProvider:
             f"{self.issuer}/_harness/dpop", json={"requireNonce": required}, timeout=10
         ).raise_for_status()
 
-    def _get(self, path: str, **params: object) -> dict[str, Any]:
+    def _get(self, path: str, **params: int) -> dict[str, Any]:
         answer = self._http.get(f"{self.issuer}{path}", params=params, timeout=10)
         answer.raise_for_status()
         result: dict[str, Any] = answer.json()
@@ -371,7 +371,14 @@ class OrdersApi:
         if problem is not None:
             return Answer(
                 401,
-                {"error": "invalid_token", "error_description": problem},
+                # exp, jti and the API's clock: for diagnosing a refusal (no secret).
+                {
+                    "error": "invalid_token",
+                    "error_description": problem,
+                    "exp": claims.get("exp"),
+                    "jti": claims.get("jti"),
+                    "at": round(time.time(), 3),
+                },
                 f'Bearer realm="orders", error="invalid_token", error_description="{problem}"',
             )
         scopes = set(str(claims.get("scope", "")).split())
