@@ -1,8 +1,10 @@
 """OAuth2 client-credentials bearer tokens for every common HTTP client, in one ``auth=`` object.
 
-The shared caches are imported on first use (``bearer_m2m.RedisCache`` imports
-redis, ``FileCache`` filelock), so that an application that uses none of them
-does not pay for, or need, their libraries.
+Every export but the errors is imported on first use: ``bearer_m2m.RedisCache``
+imports redis, ``FileCache`` filelock, ``ClientCredentialsAuth`` requests and
+Authlib. An application pays for, and needs, only what it uses; and the pytest
+plugin, which pytest loads with this package in every run of every project that
+has it installed, costs next to nothing until one of its fixtures is used.
 """
 
 from __future__ import annotations
@@ -10,9 +12,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._auth import ClientCredentialsAuth
-from ._policy import RetryPolicy
-from ._ratelimit import QuotaBucket, RateLimit
 from .errors import (
     ConfigurationError,
     InsecureTransportError,
@@ -23,13 +22,20 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from ._auth import ClientCredentialsAuth
     from ._file_cache import FileCache
+    from ._policy import RetryPolicy
+    from ._ratelimit import QuotaBucket, RateLimit
     from ._redis_cache import RedisCache
     from ._shared import TokenCache
     from ._tiered_cache import TieredCache
 
 #: Exports imported when first asked for: name -> module.
 _LAZY = {
+    "ClientCredentialsAuth": "._auth",
+    "QuotaBucket": "._ratelimit",
+    "RateLimit": "._ratelimit",
+    "RetryPolicy": "._policy",
     "FileCache": "._file_cache",
     "RedisCache": "._redis_cache",
     "TieredCache": "._tiered_cache",
