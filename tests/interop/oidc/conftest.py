@@ -35,13 +35,15 @@ CLOCK_3S = "https://clock-3s.example.test/"
 #: Known to the provider, but the API does not accept its tokens.
 ELSEWHERE = "https://elsewhere.example.test/"
 
+#: Token lifetime (``expires_in``) of each resource, in seconds.
+TOKEN_LIFETIMES = {ORDERS: 300, CLOCK_2S: 2, CLOCK_3S: 3, ELSEWHERE: 300}
+RESOURCE_SCOPES = {ORDERS: "orders:read orders:write orders:admin"}
+
 PROVIDER_CONFIG = {
     "scopes": ["openid", "orders:read", "orders:write", "orders:admin"],
     "resources": {
-        ORDERS: {"scope": "orders:read orders:write orders:admin", "ttl": 300},
-        CLOCK_2S: {"scope": "orders:read", "ttl": 2},
-        CLOCK_3S: {"scope": "orders:read", "ttl": 3},
-        ELSEWHERE: {"scope": "orders:read", "ttl": 300},
+        resource: {"scope": RESOURCE_SCOPES.get(resource, "orders:read"), "ttl": ttl}
+        for resource, ttl in TOKEN_LIFETIMES.items()
     },
     "dpop": {"requireNonce": False},
 }
