@@ -208,12 +208,22 @@ def _unrecognized(arguments: list[str]) -> str:
 
 def _stdin_line(what: str) -> str:
     """One line of standard input, without its line ending, or a ConfigurationError
-    that names ``what`` was expected and never quotes what was read."""
+    that says ``what`` was expected and never quotes what was read.
+
+    Read as bytes and decoded strictly: Python's own text stdin would, under a
+    POSIX locale, turn invalid bytes into lone surrogates instead of an error.
+    """
+    buffer = getattr(sys.stdin, "buffer", None)
+    raw = buffer.readline(MAX_STDIN_LINE + 1) if buffer is not None else None
     try:
-        line = sys.stdin.readline(MAX_STDIN_LINE + 1)
-    except UnicodeDecodeError:  # its message would quote a byte of the secret
+        if raw is not None:
+            line = raw.decode("utf-8")
+        else:
+            line = sys.stdin.readline(MAX_STDIN_LINE + 1)
+            line.encode("utf-8")  # lone surrogates are no text either
+    except UnicodeError:  # its message would quote a byte of the secret
         raise ConfigurationError(f"{what} on standard input is not UTF-8 text") from None
-    if len(line) > MAX_STDIN_LINE:
+    if len(raw if raw is not None else line) > MAX_STDIN_LINE:
         raise ConfigurationError(f"{what} on standard input is longer than 1 MiB")
     return line.rstrip("\r\n")
 
@@ -289,7 +299,14 @@ def _description(token: str) -> list[str]:
         shape = f"{len(token)} characters, fingerprint {fingerprint(token)}"
         return [f"an opaque token (not a JWT): {shape}"]
     header, claims = jwt
-    lines = [f"header: {_json_text(header)}", f"claims: {_json_text(claims)}"]
+    lines = [f"header: {_json_text(header)}"]
+    if claims is _UNREADABLE:
+        return [
+            *lines,
+            "claims: not readable (not base64url JSON, or nested too deeply)",
+            "expires: not said (the claims cannot be read)",
+        ]
+    lines.append(f"claims: {_json_text(claims)}")
     if not isinstance(claims, dict):
         return [*lines, "expires: not said (the claims are not a JSON object)"]
     for name, (label, past) in TIME_CLAIMS.items():
@@ -301,7 +318,8 @@ def _description(token: str) -> list[str]:
 
 
 def _jwt_parts(token: str) -> tuple[dict[str, Any], Any] | None:
-    """A compact JWS's header (a JSON object) and payload (any JSON), or ``None``.
+    """A compact JWS's header (a JSON object) and payload (any JSON, or ``_UNREADABLE``),
+    or ``None`` for anything that is not a JWS.
 
     Decoded here rather than by a JOSE library, which would refuse large headers
     (an ``x5c`` chain) that are worth showing.
@@ -309,10 +327,10 @@ def _jwt_parts(token: str) -> tuple[dict[str, Any], Any] | None:
     segments = token.split(".")
     if len(segments) != 3:
         return None
-    header, payload = (_json_segment(segment) for segment in segments[:2])
-    if not isinstance(header, dict) or payload is _UNREADABLE:
+    header = _json_segment(segments[0])
+    if not isinstance(header, dict):
         return None
-    return header, payload
+    return header, _json_segment(segments[1])
 
 
 _UNREADABLE = object()

@@ -46,6 +46,10 @@ _FORMAT = b"bm1"  # blob format: version, 12-byte nonce, AES-GCM ciphertext and 
 #: process; no store is ever asked for an expiry it cannot represent (Redis refuses
 #: one that overflows its clock, a file would hold a number nobody can read back).
 MAX_CACHE_TTL = 30 * 86400.0
+#: How far the clock of the host that stored an entry may run ahead of ours, in
+#: seconds: its entries then seem to outlive their lifetime by that much. An entry
+#: whose expiry lies further beyond its lifetime was not written by us.
+TOLERATED_CLOCK_SKEW = 60.0
 
 
 class TokenCache(Protocol):
@@ -165,11 +169,11 @@ class SharedTokens:
         stored = self._open(blob)
         if stored is None or stored.access_token == avoid:
             return None
-        # Never more left than its whole lifetime: a host whose clock runs behind, or an
-        # entry claiming an expiry centuries away, would otherwise keep a token forever.
-        remaining = min(stored.expires_at - time.time(), stored.lifetime)
-        if not remaining > 0:
-            return None
+        left = stored.expires_at - time.time()
+        if not 0 < left <= stored.lifetime + TOLERATED_CLOCK_SKEW:
+            return None  # expired, or an expiry its lifetime cannot reach: not an entry of ours
+        # Never more than its whole lifetime, whichever host's clock runs ahead.
+        remaining = min(left, stored.lifetime)
         answer = {"access_token": stored.access_token, "token_type": "Bearer"}
         try:  # the gate a server's token passes: sendable in a header, of bounded size
             checked = granted_token({**answer, "expires_in": remaining})
