@@ -29,12 +29,19 @@ class CachedToken:
     Before ``refresh_at`` the token is simply used. Between ``refresh_at`` and
     ``expires_at`` it is still used while one background fetch replaces it. From
     ``expires_at`` (a leeway before the real expiry, for clock skew and
-    latency) callers wait for a new one.
+    latency) callers wait for a new one. ``obtained_at`` is when it arrived.
     """
 
     access_token: str = field(repr=False)
     refresh_at: float
     expires_at: float
+    obtained_at: float = float("-inf")
+
+    def has_lived_half(self, now: float) -> bool:
+        """Past the middle of its usable life: a 401 now is its end, not a strike,
+        even if no request succeeded with it yet (an overloaded client whose
+        requests wait longer than a short token lives)."""
+        return now >= (self.obtained_at + self.expires_at) / 2
 
 
 #: A token is used for at least this long, whatever its ``expires_in`` says: a
@@ -88,6 +95,7 @@ class RefreshPolicy:
         early = min(self.refresh_ahead, lifetime * REFRESH_AHEAD_FRACTION) if ahead else 0.0
         ahead_by = max(leeway, early)
         return CachedToken(
+            obtained_at=now,
             access_token=granted.access_token,
             refresh_at=now + max(remaining - ahead_by, MIN_TOKEN_REUSE),
             expires_at=now + max(remaining - leeway, MIN_TOKEN_REUSE),
@@ -109,9 +117,9 @@ class RefreshPolicy:
 class RejectionGuard:
     """Whether a 401 may cost a token request: the quota guard.
 
-    A token that served requests and is then refused has reached its end (servers
-    expire tokens a little before ``expires_in`` says): it is replaced at once,
-    however often that happens. A token refused before any request succeeded
+    A token that served requests, or is first refused after half its life, has
+    reached its end (servers expire tokens a little before ``expires_in`` says):
+    it is replaced at once, however often that happens. A token refused before any request succeeded
     with it is a *strike*. The first strike is replaced at once too (a key
     rotation, a token revoked in flight); after that, a replacement is forced
     only when ``backoff * 2**(strikes - 2)`` seconds (at most ``max_backoff``)
@@ -140,6 +148,10 @@ class RejectionGuard:
             self.struck = rejected
             self.strikes += 1
         return now - last_fetch >= self.wait_after_strikes()
+
+    def has_struck(self, token: str) -> bool:
+        """Whether ``token`` was already counted as a strike (refused early before)."""
+        return token == self.struck
 
     @property
     def backing_off(self) -> bool:

@@ -153,10 +153,12 @@ class TokenSource:
             if cached is None or cached.access_token != rejected:
                 return True
             if self._flight is None:
+                now = self._clock()
                 allowed = self._guard.allows_replacement(
                     rejected,
-                    proven=rejected != self._unproven,
-                    now=self._clock(),
+                    proven=rejected != self._unproven
+                    or (cached.has_lived_half(now) and not self._guard.has_struck(rejected)),
+                    now=now,
                     last_fetch=self._last_fetch,
                 )
                 if not allowed:

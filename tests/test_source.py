@@ -601,3 +601,17 @@ def test_no_refresh_ahead_while_an_api_refuses_every_token(fetch: Fetch, clock: 
     calls = fetch.calls
     clock.now += 90  # 90 s into t3's 100 s life (5 s leeway): still in use, no fetch
     assert source.token() == "t3" and fetch.calls == calls
+
+
+def test_a_token_refused_after_half_its_life_is_its_end_even_unproven(
+    fetch: Fetch, clock: Clock
+) -> None:
+    """A client so loaded that no request came back before its short token died."""
+    fetch.lifetime = 2.0
+    source = TokenSource(fetch, RefreshPolicy(), wait_limit=5, clock=clock)
+    token = source.token()
+    for serial in range(2, 12):  # never accepted, always refused late: no guard trip
+        clock.now += 1.5
+        replacement = source.token_after_rejection(token)
+        assert replacement == f"t{serial}"
+        token = replacement
