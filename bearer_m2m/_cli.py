@@ -214,7 +214,8 @@ def _stdin_line(what: str) -> str:
     POSIX locale, turn invalid bytes into lone surrogates instead of an error.
     """
     buffer = getattr(sys.stdin, "buffer", None)
-    raw = buffer.readline(MAX_STDIN_LINE + 1) if buffer is not None else None
+    raw: bytes | None = buffer.readline(MAX_STDIN_LINE + 1) if buffer is not None else None
+    line: str
     try:
         if raw is not None:
             line = raw.decode("utf-8")
