@@ -190,10 +190,10 @@ class SharedTokens:
         earlier in its life (same ``lifetime``, so the same margins), it tells.
         """
         assert granted.expires_in is not None and granted.lifetime is not None
-        later = GrantedToken(
+        earlier = GrantedToken(
             granted.access_token, granted.expires_in + MIN_TOKEN_REUSE, lifetime=granted.lifetime
         )
-        return self._policy.schedule(later, now=0.0).refresh_at <= MIN_TOKEN_REUSE
+        return self._policy.schedule(earlier, now=0.0).refresh_at <= MIN_TOKEN_REUSE
 
     def _backfill(self, layers: tuple[TokenCache, ...], blob: bytes, granted: GrantedToken) -> None:
         for layer in layers:
