@@ -344,13 +344,19 @@ def _read_body(response: requests.Response, deadline: float, host: str) -> bytes
         if size > MAX_ANSWER_BYTES:
             return None
         chunks.append(chunk)
-        # Once the connection is done, what is left is buffered: reading it cannot wait.
-        if time.monotonic() >= deadline and not response.raw.closed:
+        if time.monotonic() >= deadline and not _all_received(response):
             raise TokenEndpointUnavailable(
                 f"token endpoint {host} was still sending its answer (HTTP "
                 f"{response.status_code}) when the retry deadline ran out",
                 status_code=response.status_code,
             )
+
+
+def _all_received(response: requests.Response) -> bool:
+    """Whether the rest of the body is already here, so reading it cannot wait: an
+    answer that arrived whole just before the deadline is not thrown away."""
+    raw = response.raw
+    return bool(raw.closed or raw.length_remaining == 0)
 
 
 def _json_object(body: bytes | None) -> dict[str, Any] | None:

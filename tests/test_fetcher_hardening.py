@@ -9,6 +9,7 @@ cannot send).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import re
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus
 
 import pytest
+import requests
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from cryptography.hazmat.primitives import serialization
@@ -38,7 +40,7 @@ from bearer_m2m import (
     TokenRequestRejected,
 )
 from bearer_m2m._client_auth import load_signing_key
-from bearer_m2m._fetcher import MAX_ANSWER_BYTES
+from bearer_m2m._fetcher import MAX_ANSWER_BYTES, _read_body
 from tests.conftest import FAST_RETRY, SECRET
 from tests.servers import Reply, TokenServer, json_reply, serving
 
@@ -566,6 +568,16 @@ def test_a_dripping_answer_is_given_up_at_the_deadline_and_its_socket_closed() -
         assert server.hung_up.wait(30)
     assert server.requests == 1
     assert server.sent < 300
+
+
+def test_an_answer_received_whole_is_read_even_past_the_deadline(
+    token_server: TokenServer,
+) -> None:
+    # The deadline stops reads that would wait on the network, not a buffered answer.
+    response = requests.post(token_server.token_url, stream=True, timeout=5)
+    with contextlib.closing(response):
+        body = _read_body(response, deadline=time.monotonic() - 1, host="test")
+    assert body is not None and json.loads(body)["access_token"] == "tok-1"
 
 
 def test_an_oversized_token_answer_is_refused(token_server: TokenServer) -> None:
