@@ -54,6 +54,9 @@ MIN_TOKEN_REUSE = 1.0
 #: out for a year. ``invalidate()`` ends a wait at once.
 MAX_SERVER_WAIT = 900.0
 
+#: The longest wait a ``Retry-After`` is read as (a day: Auth0's longest quota window).
+MAX_REPORTED_WAIT = 86400.0
+
 
 @dataclass(frozen=True)
 class RefreshPolicy:
@@ -211,12 +214,14 @@ def _require_seconds(settings: object, *names: str, positive: bool = False) -> N
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Read a ``Retry-After`` header: delay-seconds or an HTTP date (RFC 9110 10.2.3),
-    at most :data:`MAX_SERVER_WAIT`; anything else (non-ASCII digits, junk) is ``None``."""
+    at most a day (what the server said is reported; how long a client actually waits is
+    capped at :data:`MAX_SERVER_WAIT` by the token source); anything else (non-ASCII digits,
+    junk) is ``None``."""
     if not value:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return min(float(value), MAX_SERVER_WAIT)  # 400 nines parse to inf: capped too
+        return min(float(value), MAX_REPORTED_WAIT)  # 400 nines parse to inf: capped too
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, OverflowError, IndexError):
@@ -224,4 +229,4 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if when.tzinfo is None:
         return None
     seconds = when.timestamp() - (time.time() if now is None else now)
-    return min(max(0.0, seconds), MAX_SERVER_WAIT)
+    return min(max(0.0, seconds), MAX_REPORTED_WAIT)

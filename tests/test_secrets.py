@@ -287,7 +287,7 @@ FAILURES = {
             )
         ],
         expected=InvalidTokenResponse,
-        status_code=None,
+        status_code=200,
         tokens=("tok-mac-5be0d4", "mac-key-e11f"),
         relayed="mac",
     ),
