@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 THREADS, PER_THREAD, TASKS = 64, 2, 1000
 #: Connections an async client opens at once: a thousand tasks queue for them after the
 #: auth step (which is where they race for the token), not before it.
-ASYNC_CONNECTIONS = 10
+ASYNC_CONNECTIONS = 5
 #: Upper bound on any wait (a timeout, never a measurement).
 PATIENCE = 10.0
 #: Pause between two ticks of the liveness ticker.
