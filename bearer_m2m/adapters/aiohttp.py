@@ -6,9 +6,11 @@ header would hand our token to whatever origin a redirect names. Each redirect
 answer is therefore noted (in a context variable: per task, as each task runs
 its own requests one at a time), and the hop that follows it to another origin
 passes through untouched, as do its own redirects, until one leads back to the
-origin the token was sent to. A redirect that is not followed (``allow_redirects=
-False``) leaves the note for the task's next request: if that goes to the named
-origin, it is taken for the hop and gets no token either.
+origin the token was sent to. The note also says whether the chain has had its
+replay, so that a redirect after a replay is never replayed. A redirect that is
+not followed (``allow_redirects=False``) leaves the note for the task's next
+request: if that goes to the named origin, it is taken for the hop and gets no
+token either.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class _Hop(NamedTuple):
-    """A redirect answer: the origin the token belongs to, and the one it points to."""
+    """A redirect answer: the origin the token belongs to, the one it points to, and
+    whether the chain it is part of has been replayed."""
 
     home: Any
     target: Any
+    replayed: bool = False
 
 
 _pending_hop: ContextVar[_Hop | None] = ContextVar("bearer_m2m_aiohttp_hop", default=None)
@@ -49,15 +53,15 @@ class AiohttpMiddleware:
     async def __call__(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
         url = request.url
         origin = url.origin()
-        home = _home_of(origin)
+        home, replayed = _chain_of(origin)
         if origin != home:  # a redirect to another origin: not ours to authorize
-            return _note_redirect(home, await handler(request))
+            return _note_redirect(_Hop(home, None, replayed), await handler(request))
         if url.scheme != "https":
             self._check_url(str(url))
         sent = await self._source.atoken()
         request.headers[_AUTHORIZATION] = BEARER + sent
         response = await handler(request)
-        exchange = Exchange(self._source, sent)
+        exchange = Exchange(self._source, sent, replayed=replayed)
         while exchange.wants_replacement(
             response.status, request.headers.get(_AUTHORIZATION), _can_resend, request
         ):
@@ -69,20 +73,22 @@ class AiohttpMiddleware:
             request.update_cookies(response.cookies)
             request.headers[_AUTHORIZATION] = header
             response = await handler(request)
-        return _note_redirect(home, response)
+        return _note_redirect(_Hop(home, None, exchange.replayed), response)
 
 
-def _home_of(origin: Any) -> Any:
-    """The origin a request's token belongs to: its own, unless it is the hop a
-    redirect (noted by the previous call in this task) pointed to."""
+def _chain_of(origin: Any) -> tuple[Any, bool]:
+    """The origin a request's token belongs to (its own, unless it is the hop that a
+    redirect noted by the previous call in this task pointed to), and whether its
+    chain has had its replay."""
     hop = _pending_hop.get()
     if hop is None:
-        return origin
+        return origin, False
     _pending_hop.set(None)
-    return hop.home if origin == hop.target else origin
+    return (hop.home, hop.replayed) if origin == hop.target else (origin, False)
 
 
-def _note_redirect(home: Any, response: Any) -> Any:
+def _note_redirect(chain: _Hop, response: Any) -> Any:
+    """Note a redirect answer for the hop that follows it (``chain.target`` unset)."""
     if response.status in _REDIRECTS:
         location = response.headers.get("Location")
         if location:
@@ -90,7 +96,7 @@ def _note_redirect(home: Any, response: Any) -> Any:
                 target = response.url.join(type(response.url)(location)).origin()
             except ValueError:  # aiohttp refuses such a redirect itself
                 return response
-            _pending_hop.set(_Hop(home, target))
+            _pending_hop.set(chain._replace(target=target))
     return response
 
 
