@@ -246,7 +246,8 @@ def test_wrong_secret_raises_invalid_client_without_the_secret(
         "invalid_client",
         None,
     )
-    assert str(error) == "token endpoint refused the request: HTTP 401: invalid_client"
+    assert str(error).startswith("token endpoint refused the request: HTTP 401: invalid_client;")
+    assert "check the client id and its secret" in str(error)
     for secret in (wrong_secret, dot_client.secret):
         assert secret not in str(error)
         assert secret not in repr(error)
