@@ -24,6 +24,7 @@ from ._env import KNOWN
 from ._tokens import fingerprint
 from .errors import (
     ConfigurationError,
+    TLSError,
     TokenEndpointUnavailable,
     TokenError,
     TokenRequestRejected,
@@ -388,6 +389,6 @@ def _exit_code(error: TokenError) -> int:
         return EXIT_USAGE
     if isinstance(error, TokenRequestRejected):
         return EXIT_REJECTED
-    if isinstance(error, TokenEndpointUnavailable):
+    if isinstance(error, (TokenEndpointUnavailable, TLSError)):
         return EXIT_UNAVAILABLE
     return EXIT_BAD_RESPONSE

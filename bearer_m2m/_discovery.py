@@ -14,7 +14,7 @@ from ._client_auth import KEY_METHODS, TLS_METHODS
 from ._config import Verify
 from ._fetcher import tls_failure
 from ._transport import check_endpoint_url, describe_url, require_secure_url
-from .errors import ConfigurationError, TokenEndpointUnavailable, TokenError
+from .errors import ConfigurationError, TLSError, TokenEndpointUnavailable
 
 #: Larger than any real metadata document (Keycloak's, among the largest, is under 10 KiB):
 #: a server that sends more is not serving one, and reading on would only fill memory.
@@ -89,7 +89,7 @@ def _fetch_first(urls: Sequence[str], *, verify: Verify, timeout: float) -> Mapp
         try:
             status, body = _get(url, verify=verify, timeout=timeout)
         except requests.exceptions.SSLError as exc:  # as the token request reports it
-            raise TokenError(tls_failure(host)) from exc
+            raise TLSError(tls_failure(host)) from exc
         except requests.RequestException as exc:
             raise TokenEndpointUnavailable(
                 f"discovery at {host} failed ({type(exc).__name__})"

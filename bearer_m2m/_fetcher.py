@@ -37,6 +37,7 @@ from ._ratelimit import parse_rate_limit
 from ._tokens import GrantedToken, granted_token
 from .errors import (
     InvalidTokenResponse,
+    TLSError,
     TokenEndpointUnavailable,
     TokenError,
     TokenRequestRejected,
@@ -180,7 +181,7 @@ class TokenFetcher:
             raise
         except requests.exceptions.SSLError as exc:
             # Retrying cannot fix a certificate that fails verification.
-            raise TokenError(tls_failure(self._host)) from exc
+            raise TLSError(tls_failure(self._host)) from exc
         except (
             requests.ConnectionError,
             requests.Timeout,

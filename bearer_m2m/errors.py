@@ -16,6 +16,7 @@ __all__ = [
     "ConfigurationError",
     "InsecureTransportError",
     "InvalidTokenResponse",
+    "TLSError",
     "TokenEndpointUnavailable",
     "TokenError",
     "TokenRequestRejected",
@@ -67,6 +68,12 @@ class TokenRequestRejected(TokenError):
 class TokenEndpointUnavailable(TokenError):
     """The token endpoint kept failing (429, 5xx, timeouts, dropped connections)
     until the retry deadline ran out."""
+
+
+class TLSError(TokenError):
+    """TLS with the token endpoint (or the discovery server) failed: its certificate is
+    not trusted, or it refused the client certificate. Retrying cannot help; ``verify=``
+    (``BEARER_M2M_CA_BUNDLE``, ``--ca-bundle``) or ``cert=`` must change."""
 
 
 class InvalidTokenResponse(TokenError):

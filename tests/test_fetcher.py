@@ -13,9 +13,11 @@ from bearer_m2m import (
     ClientCredentialsAuth,
     InvalidTokenResponse,
     RetryPolicy,
+    TLSError,
     TokenEndpointUnavailable,
     TokenError,
     TokenRequestRejected,
+    _cli,
 )
 from tests.conftest import FAST_RETRY
 
@@ -223,10 +225,11 @@ def test_extra_params_cannot_steer_authlib() -> None:
 def test_tls_failures_are_not_retried() -> None:
     with requests_mock.Mocker() as m:
         m.post(URL, exc=requests.exceptions.SSLError("certificate verify failed"))
-        with pytest.raises(TokenError, match="TLS") as caught:
+        with pytest.raises(TLSError, match="TLS") as caught:
             make().token()
     assert m.call_count == 1
     assert not isinstance(caught.value, TokenEndpointUnavailable)
+    assert _cli._exit_code(caught.value) == _cli.EXIT_UNAVAILABLE
 
 
 def test_other_transport_errors_are_typed() -> None:
