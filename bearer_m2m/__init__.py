@@ -24,12 +24,12 @@ from .errors import (
 
 if TYPE_CHECKING:
     from ._auth import ClientCredentialsAuth
-    from ._file_cache import FileCache
     from ._policy import RetryPolicy
     from ._ratelimit import QuotaBucket, RateLimit
-    from ._redis_cache import RedisCache
-    from ._shared import TokenCache
-    from ._tiered_cache import TieredCache
+    from .caches._file import FileCache
+    from .caches._redis import RedisCache
+    from .caches._shared import TokenCache
+    from .caches._tiered import TieredCache
 
 #: Exports imported when first asked for: name -> module.
 _LAZY = {
@@ -37,10 +37,10 @@ _LAZY = {
     "QuotaBucket": "._ratelimit",
     "RateLimit": "._ratelimit",
     "RetryPolicy": "._policy",
-    "FileCache": "._file_cache",
-    "RedisCache": "._redis_cache",
-    "TieredCache": "._tiered_cache",
-    "TokenCache": "._shared",
+    "FileCache": ".caches._file",
+    "RedisCache": ".caches._redis",
+    "TieredCache": ".caches._tiered",
+    "TokenCache": ".caches._shared",
 }
 
 __all__ = [

@@ -17,7 +17,7 @@ from ._source import Fetch, TokenSource
 if TYPE_CHECKING:
     from ._config import ClientConfig
     from ._policy import RefreshPolicy, RetryPolicy
-    from ._shared import TokenCache
+    from .caches._shared import TokenCache
 
 #: Added to the longest fetch, so that a waiter never gives up on a fetch that is
 #: about to end by its own timeouts.
@@ -39,7 +39,7 @@ def token_source(
     wait_limit = retry.deadline + config.timeout + _WAIT_MARGIN
     obtain: Fetch = fetcher.fetch
     if cache is not None:
-        from ._shared import SharedTokens
+        from .caches._shared import SharedTokens
 
         shared = SharedTokens(cache, config, policy)
         obtain = functools.partial(shared.obtain, fetcher.fetch)

@@ -42,7 +42,7 @@ from bearer_m2m import (
     TieredCache,
     TokenCache,
 )
-from bearer_m2m._shared import _FORMAT, _derive_key, cache_key
+from bearer_m2m.caches._shared import _FORMAT, _derive_key, cache_key
 from tests.conftest import SECRET
 from tests.redis_server import RedisServer
 from tests.servers import TokenServer

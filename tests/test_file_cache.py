@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from filelock import FileLock, Timeout
 
-import bearer_m2m._shared
+import bearer_m2m.caches._shared
 from bearer_m2m import (
     ClientCredentialsAuth,
     ConfigurationError,
@@ -726,7 +726,7 @@ def test_expired_entries_are_neither_served_nor_kept(path: Path) -> None:
 
 
 class _Clock:
-    """``time`` as bearer_m2m._shared sees it: the real one, moved ``ahead`` seconds."""
+    """``time`` as bearer_m2m.caches._shared sees it: the real one, moved ``ahead`` seconds."""
 
     def __init__(self) -> None:
         self.ahead = 0.0
@@ -742,7 +742,7 @@ def test_a_token_due_for_refresh_is_not_adopted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = _Clock()
-    monkeypatch.setattr(bearer_m2m._shared, "time", clock)
+    monkeypatch.setattr(bearer_m2m.caches._shared, "time", clock)
     old = make_auth(m2m_server, m2m_api, FileCache(path)).token()  # lives an hour
     # 59 minutes on, the file still holds it (its entry ends 10 s before the token
     # does), but its last minute is when it should be refreshed, not adopted.

@@ -30,11 +30,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ._config import ClientConfig
-from ._policy import MIN_TOKEN_REUSE, RefreshPolicy
-from ._tiered_cache import TieredCache
-from ._tokens import GrantedToken, granted_token
-from .errors import ConfigurationError, InvalidTokenResponse
+from .._config import ClientConfig
+from .._policy import MIN_TOKEN_REUSE, RefreshPolicy
+from .._tokens import GrantedToken, granted_token
+from ..errors import ConfigurationError, InvalidTokenResponse
+from ._tiered import TieredCache
 
 logger = logging.getLogger("bearer_m2m")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 
 class RedisCache:
