@@ -71,7 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest:
         parser.error(_unrecognized(rest))
     if args.command == "demo":
-        from ._demo import run_demo
+        try:
+            from ._demo import run_demo
+        except ImportError:
+            print(
+                "bearer-m2m demo: the demo shows httpx2 (or httpx) beside requests; "
+                "install it with: python -m pip install 'bearer-m2m[httpx2]'",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
 
         return run_demo(sys.stdout)
     try:

@@ -13,8 +13,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-import httpx
 import requests
+
+try:  # the maintained httpx line first; the demo runs its sync and async checks on it
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover  (the test extra installs httpx2)
+    import httpx  # type: ignore[no-redef]  # httpx 0.28: the same API
 
 from . import ClientCredentialsAuth, TokenRequestRejected
 from .testing import AuthorizationServer, ProtectedAPI
@@ -36,6 +40,10 @@ class Report:
         print(f"  {'ok ' if ok else 'FAIL'} {text}", file=self.out)
         if not ok:
             self.failures.append(text)
+
+
+#: Which httpx line the demo shows.
+LINE = httpx.__name__
 
 
 def run_demo(out: TextIO) -> int:
@@ -86,14 +94,14 @@ def reuse(report: Report, server: AuthorizationServer, api: ProtectedAPI) -> Non
     report.line(f"requests:    20 requests, {statuses.count(200)} answered 200")
     with httpx.Client(auth=auth) as client:
         statuses = [client.get(url).status_code for _ in range(20)]
-    report.line(f"httpx:       20 requests, {statuses.count(200)} answered 200")
+    report.line(f"{LINE + ':':<12} 20 requests, {statuses.count(200)} answered 200")
 
     async def from_async() -> list[int]:
         async with httpx.AsyncClient(auth=auth) as client:
             return [(await client.get(url)).status_code for _ in range(20)]
 
     statuses = asyncio.run(from_async())
-    report.line(f"httpx async: 20 requests, {statuses.count(200)} answered 200")
+    report.line(f"{LINE + ' async:':<12} 20 requests, {statuses.count(200)} answered 200")
     report.line(
         f"token requests made for 60 API calls: {server.token_requests}",
         ok=server.token_requests == 1 and api.unauthorized == 0,
@@ -140,7 +148,7 @@ def cold_start(report: Report, server: AuthorizationServer, api: ProtectedAPI) -
     with timed() as elapsed:
         statuses = asyncio.run(tasks())
     report.line(
-        f"httpx async, 500 tasks: {statuses.count(200)}/500 answered 200 in {elapsed():.2f} s, "
+        f"{LINE} async, 500 tasks: {statuses.count(200)}/500 answered 200 in {elapsed():.2f} s, "
         f"token requests: {server.token_requests}",
         ok=statuses.count(200) == 500 and server.token_requests == 1,
     )
@@ -209,12 +217,13 @@ def revoked_token(report: Report, server: AuthorizationServer, api: ProtectedAPI
     def httpx_async_call(auth: ClientCredentialsAuth) -> tuple[int, list[int]]:
         async def call() -> httpx.Response:
             async with httpx.AsyncClient(auth=auth) as client:
-                return await client.post(url, json={"sku": 42})
+                response: httpx.Response = await client.post(url, json={"sku": 42})
+            return response
 
         response = asyncio.run(call())
         return response.status_code, [r.status_code for r in response.history]
 
-    calls = [("requests", requests_call), ("httpx", httpx_call), ("httpx async", httpx_async_call)]
+    calls = [("requests", requests_call), (LINE, httpx_call), (f"{LINE} async", httpx_async_call)]
     for name, call in calls:
         auth = auth_for(server)
         auth.token()
