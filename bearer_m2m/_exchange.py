@@ -18,8 +18,9 @@ The rules, written once here:
   never replayed;
 * one replay at most: whatever answers the replay is the caller's answer.
 
-The cached fast path (set the header, send) stays in the adapters: the
-exchange is made only once a response is in.
+The cached fast path (set the header, send) stays in the adapters, and so does
+the usual answer: :func:`settled` hears it in one call, and an :class:`Exchange`
+is made only for a 401.
 """
 
 from __future__ import annotations
@@ -43,6 +44,15 @@ def bearer_token(authorization: str | None) -> str | None:
     if authorization and authorization.startswith(BEARER):
         return authorization[len(BEARER) :]
     return None
+
+
+def settled(source: TokenSource, sent: str, status: int) -> bool:
+    """True when an answer to ``sent`` needs no decision: anything but a 401, which
+    tells the token source that the token works (its quota guard's signal)."""
+    if status != UNAUTHORIZED:
+        source.accepted(sent)
+        return True
+    return False
 
 
 class Exchange:
@@ -72,8 +82,7 @@ class Exchange:
         ready to send again, or says it cannot be, and is asked only on a 401 that
         would otherwise be replayed.
         """
-        if status != UNAUTHORIZED:
-            self._source.accepted(self.sent)
+        if settled(self._source, self.sent, status):
             return False
         if self.replayed or bearer_token(answered_authorization) != self.sent:
             return False

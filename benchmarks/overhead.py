@@ -7,11 +7,17 @@ checked against ``bearer_m2m.testing.ProtectedAPI`` (so each peer demonstrably
 sent the audience). Then only the header-setting step is timed, on fresh request
 objects built outside the timed loop; nothing is sent during the timed loops:
 
-* requests: ``auth(prepared_request)``
-* httpx:    ``next(auth.sync_auth_flow(request))`` on a new generator each time
+* requests:      ``auth(prepared_request)``
+* httpx, httpx2: ``next(auth.sync_auth_flow(request))`` on a new generator each time
+* aiohttp:       ``await auth.aiohttp_middleware(client_request, handler)``, the
+  handler answering 200 at once (the middleware's whole cost, the answer included)
 
 Each contender is compared with a static-header auth measured in the same run
-(the floor). Figures are medians over several repeats; nothing is asserted.
+(the floor). For the httpx lines there are two floors of the same shape: the
+idiomatic ``auth_flow`` (which httpx wraps in a second generator) and an
+override of ``sync_auth_flow`` (one generator, as bearer_m2m does); both are
+quoted. Figures are medians over several repeats; nothing is asserted. A family
+whose client is not installed is skipped.
 
 Run from the repository root::
 
@@ -22,13 +28,15 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
+import importlib
 import os
 import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +44,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import httpx  # noqa: E402
 import requests  # noqa: E402
 from requests.auth import AuthBase  # noqa: E402
 from requests.hooks import default_hooks  # noqa: E402
@@ -57,6 +64,7 @@ AUDIENCE = "https://api.example.com/"
 
 TARGET_REQUESTS_US = 1.0
 TARGET_HTTPX_US = 1.5
+TARGET_AIOHTTP_US = 1.5
 
 
 class Servers:
@@ -94,23 +102,31 @@ class StaticRequestsAuth(AuthBase):
         return r
 
 
-class StaticHttpxAuth(httpx.Auth):
-    """The idiomatic trivial httpx auth: ``auth_flow`` sets a constant header."""
+def static_httpx_auths(package: Any) -> tuple[Any, Any]:
+    """The two floors of one httpx line: ``auth_flow`` (two generators per request) and
+    ``sync_auth_flow`` (one)."""
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = "Bearer x"
-        yield request
+    class StaticHttpxAuth(package.Auth):  # type: ignore[misc,name-defined]
+        """The idiomatic trivial auth: ``auth_flow`` sets a constant header."""
+
+        def auth_flow(self, request: Any) -> Generator[Any, Any, None]:
+            request.headers["Authorization"] = "Bearer x"
+            yield request
+
+    class StaticHttpxSyncFlowAuth(package.Auth):  # type: ignore[misc,name-defined]
+        """A leaner floor: overrides ``sync_auth_flow`` directly, as bearer_m2m does."""
+
+        def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
+            request.headers["Authorization"] = "Bearer x"
+            yield request
+
+    return StaticHttpxAuth(), StaticHttpxSyncFlowAuth()
 
 
-class StaticHttpxSyncFlowAuth(httpx.Auth):
-    """A leaner floor: overrides ``sync_auth_flow`` directly (one generator, not two),
-    the way bearer_m2m does."""
-
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = "Bearer x"
-        yield request
+async def static_aiohttp_middleware(request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
+    """The cheapest useful aiohttp middleware: a constant bearer header."""
+    request.headers["Authorization"] = "Bearer x"
+    return await handler(request)
 
 
 # -- contenders -----------------------------------------------------------------
@@ -129,6 +145,8 @@ class Contender:
     fetches_on_first_call: bool = True
     alt_floor: bool = False  # a second, leaner floor also compared with
     target_us: float | None = None
+    #: For coroutine steps: runs a coroutine to its end on the family's event loop.
+    run: Callable[[Awaitable[Any]], Any] | None = None
     samples_ns: list[float] = field(default_factory=list)
 
     @property
@@ -150,18 +168,28 @@ def requests_batch(url: str) -> Callable[[int], list[requests.PreparedRequest]]:
     return make
 
 
-def httpx_batch(url: str) -> Callable[[int], list[httpx.Request]]:
-    def make(n: int) -> list[httpx.Request]:
-        return [httpx.Request("GET", url, headers={"Accept": "application/json"}) for _ in range(n)]
+def httpx_batch(package: Any, url: str) -> Callable[[int], list[Any]]:
+    def make(n: int) -> list[Any]:
+        headers = {"Accept": "application/json"}
+        return [package.Request("GET", url, headers=headers) for _ in range(n)]
 
     return make
 
 
-def httpx_step(auth: httpx.Auth) -> Callable[[httpx.Request], httpx.Request]:
-    def step(request: httpx.Request) -> httpx.Request:
+def httpx_step(auth: Any) -> Callable[[Any], Any]:
+    def step(request: Any) -> Any:
         return next(auth.sync_auth_flow(request))
 
     return step
+
+
+def one_call(contender: Contender, request: Any) -> Any:
+    """One step, awaited on the family's loop when it is a coroutine."""
+    assert contender.call is not None
+    outcome = contender.call(request)
+    if contender.run is not None:
+        outcome = contender.run(outcome)
+    return outcome if outcome is not None else request
 
 
 def warm_up(contender: Contender, servers: Servers) -> None:
@@ -171,8 +199,9 @@ def warm_up(contender: Contender, servers: Servers) -> None:
     before = servers.token.token_requests
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        request = contender.call(contender.make_batch(1)[0])
-        contender.call(contender.make_batch(1)[0])
+        request = contender.make_batch(1)[0]
+        one_call(contender, request)
+        one_call(contender, contender.make_batch(1)[0])
     fetched = servers.token.token_requests - before
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
@@ -198,14 +227,24 @@ def measure(contenders: list[Contender], repeats: int, iterations: int) -> None:
             gc.collect()
             gc.disable()
             try:
-                start = time.perf_counter_ns()
-                for item in batch:
-                    call(item)
-                elapsed = time.perf_counter_ns() - start
+                if c.run is None:
+                    start = time.perf_counter_ns()
+                    for item in batch:
+                        call(item)
+                    elapsed = time.perf_counter_ns() - start
+                else:
+                    elapsed = c.run(_timed_awaits(call, batch))
             finally:
                 gc.enable()
             c.samples_ns.append(elapsed / iterations)
             del batch
+
+
+async def _timed_awaits(call: Callable[[Any], Awaitable[Any]], batch: list[Any]) -> int:
+    start = time.perf_counter_ns()
+    for item in batch:
+        await call(item)
+    return time.perf_counter_ns() - start
 
 
 # -- building each family --------------------------------------------------------
@@ -279,39 +318,52 @@ def requests_contenders(servers: Servers) -> list[Contender]:
     return out
 
 
-def httpx_contenders(servers: Servers) -> list[Contender]:
-    batch = httpx_batch(API_URL)
-    ours = ClientCredentialsAuth(servers.token_url, **servers.credentials, audience=AUDIENCE)
-    out = [
-        Contender(
-            "static header, auth_flow (floor)",
-            httpx_step(StaticHttpxAuth()),
-            batch,
-            is_floor=True,
-        ),
-        Contender(
-            "static header, sync_auth_flow",
-            httpx_step(StaticHttpxSyncFlowAuth()),
-            batch,
-            note="leaner floor: one generator, as bearer_m2m uses",
-            fetches_on_first_call=False,
-            alt_floor=True,
-        ),
-        Contender(
-            "bearer_m2m ClientCredentialsAuth",
-            httpx_step(ours),
-            batch,
-            target_us=TARGET_HTTPX_US,
-        ),
-        Contender(
-            "bearer_m2m, http://127.0.0.1 API url",
-            httpx_step(ours),
-            httpx_batch(LOOPBACK_API_URL),
-            note="same auth object; loopback-http check runs on every call",
-            fetches_on_first_call=False,
-        ),
-    ]
+def httpx_line_contenders(name: str) -> Callable[[Servers], list[Contender]]:
+    """The contenders of one httpx line; the peers exist for httpx only."""
 
+    def build(servers: Servers) -> list[Contender]:
+        package = importlib.import_module(name)
+        batch = httpx_batch(package, API_URL)
+        ours = ClientCredentialsAuth(servers.token_url, **servers.credentials, audience=AUDIENCE)
+        two_generators, one_generator = static_httpx_auths(package)
+        out = [
+            Contender(
+                "static header, auth_flow (floor)",
+                httpx_step(two_generators),
+                batch,
+                is_floor=True,
+            ),
+            Contender(
+                "static header, sync_auth_flow",
+                httpx_step(one_generator),
+                batch,
+                note="leaner floor: one generator, as bearer_m2m uses",
+                fetches_on_first_call=False,
+                alt_floor=True,
+            ),
+            Contender(
+                "bearer_m2m ClientCredentialsAuth",
+                httpx_step(ours),
+                batch,
+                target_us=TARGET_HTTPX_US,
+            ),
+            Contender(
+                "bearer_m2m, http://127.0.0.1 API url",
+                httpx_step(ours),
+                httpx_batch(package, LOOPBACK_API_URL),
+                note="same auth object; loopback-http check runs on every call",
+                fetches_on_first_call=False,
+            ),
+        ]
+        if name == "httpx":
+            out += httpx_peers(servers, batch)
+        return out
+
+    return build
+
+
+def httpx_peers(servers: Servers, batch: Callable[[int], list[Any]]) -> list[Contender]:
+    out = []
     try:
         from httpx_auth import OAuth2ClientCredentials as HAClientCredentials
     except ImportError:
@@ -349,6 +401,66 @@ def httpx_contenders(servers: Servers) -> list[Contender]:
             c.note += f" [{', '.join(deprecations)} on import; suppressed]"
         out.append(c)
     return out
+
+
+def aiohttp_contenders(servers: Servers) -> list[Contender]:
+    """The middleware on real ``ClientRequest`` objects, built on the family's own loop;
+    the handler answers at once, so the figure is the middleware's whole cost."""
+    aiohttp = importlib.import_module("aiohttp")
+    from yarl import URL
+
+    loop = asyncio.new_event_loop()
+    run = loop.run_until_complete
+
+    class Answer:
+        status = 200
+
+    answer = Answer()
+
+    async def handler(request: Any) -> Any:
+        return answer
+
+    def batch_for(url: str) -> Callable[[int], list[Any]]:
+        async def build(n: int) -> list[Any]:
+            target, headers = URL(url), {"Accept": "application/json"}
+            make = aiohttp.ClientRequest
+            return [make("GET", target, headers=headers, loop=loop) for _ in range(n)]
+
+        return lambda n: run(build(n))
+
+    def step(middleware: Any) -> Callable[[Any], Awaitable[Any]]:
+        async def call(request: Any) -> Any:
+            await middleware(request, handler)
+            return request
+
+        return call
+
+    ours = ClientCredentialsAuth(servers.token_url, **servers.credentials, audience=AUDIENCE)
+    batch = batch_for(API_URL)
+    return [
+        Contender(
+            "static header middleware (floor)",
+            step(static_aiohttp_middleware),
+            batch,
+            is_floor=True,
+            run=run,
+        ),
+        Contender(
+            "bearer_m2m auth.aiohttp_middleware",
+            step(ours.aiohttp_middleware),
+            batch,
+            target_us=TARGET_AIOHTTP_US,
+            run=run,
+        ),
+        Contender(
+            "bearer_m2m, http://127.0.0.1 API url",
+            step(ours.aiohttp_middleware),
+            batch_for(LOOPBACK_API_URL),
+            note="same middleware; loopback-http check runs on every call",
+            fetches_on_first_call=False,
+            run=run,
+        ),
+    ]
 
 
 def _import_authlib_httpx() -> Any:
@@ -406,9 +518,17 @@ def run_family(
     repeats: int,
     iterations: int,
 ) -> None:
-    servers = Servers()
     try:
-        contenders = build(servers)
+        servers = Servers()
+    except Exception as exc:  # pragma: no cover - reported, not raised
+        print(f"\n{title}\n  — servers failed to start: {exc}")
+        return
+    try:
+        try:
+            contenders = build(servers)
+        except ImportError as missing:
+            print(f"\n{title}\n  — skipped: {missing.name or missing} is not installed")
+            return
         for c in contenders:
             if c.skipped:
                 continue
@@ -425,6 +545,13 @@ def run_family(
         servers.close()
 
 
+def version_of(name: str) -> str:
+    try:
+        return str(importlib.import_module(name).__version__)
+    except ImportError:
+        return "not installed"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 repeats x 5,000 calls")
@@ -434,9 +561,12 @@ def main() -> int:
     repeats = args.repeats or (3 if args.quick else 5)
     iterations = args.iterations or (5_000 if args.quick else 20_000)
 
+    versions = ", ".join(
+        f"{name} {version_of(name)}" for name in ("requests", "httpx", "httpx2", "aiohttp")
+    )
     print(
         f"bearer_m2m overhead on the cached-token path — Python {sys.version.split()[0]}, "
-        f"requests {requests.__version__}, httpx {httpx.__version__}"
+        f"{versions}"
     )
     print(
         f"median of {repeats} repeats x {iterations:,} calls; per call, on a fresh request; "
@@ -448,7 +578,11 @@ def main() -> int:
     )
     started = time.perf_counter()
     run_family("requests: auth(prepared_request)", requests_contenders, repeats, iterations)
-    run_family("httpx: next(auth.sync_auth_flow(request))", httpx_contenders, repeats, iterations)
+    for name in ("httpx", "httpx2"):
+        title = f"{name}: next(auth.sync_auth_flow(request))"
+        run_family(title, httpx_line_contenders(name), repeats, iterations)
+    title = "aiohttp: await auth.aiohttp_middleware(request, handler)"
+    run_family(title, aiohttp_contenders, repeats, iterations)
     print(f"\ntotal run time {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .._exchange import BEARER, Exchange
+from .._exchange import BEARER, Exchange, settled
 
 if TYPE_CHECKING:
     from .._source import TokenSource
@@ -30,7 +30,8 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 class _Hop(NamedTuple):
     """A redirect answer: the origin the token belongs to, the one it points to, and
-    whether the chain it is part of has been replayed."""
+    whether the chain it is part of has been replayed. Only a redirect is noted, so the
+    usual request never computes an origin."""
 
     home: Any
     target: Any
@@ -51,16 +52,38 @@ class AiohttpMiddleware:
         return "<bearer_m2m aiohttp middleware>"
 
     async def __call__(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
+        home, replayed = None, False
+        hop = _pending_hop.get()
+        if hop is not None:  # the previous call in this task answered a redirect
+            _pending_hop.set(None)
+            if request.url.origin() == hop.target:
+                home, replayed = hop.home, hop.replayed
+                if hop.target != home:  # a redirect elsewhere: not ours to authorize
+                    response = await handler(request)
+                    if response.status in _REDIRECTS:
+                        _note_redirect(_Hop(home, None, replayed), request, response)
+                    return response
         url = request.url
-        origin = url.origin()
-        home, replayed = _chain_of(origin)
-        if origin != home:  # a redirect to another origin: not ours to authorize
-            return _note_redirect(_Hop(home, None, replayed), await handler(request))
         if url.scheme != "https":
             self._check_url(str(url))
-        sent = await self._source.atoken()
+        sent = self._source.current() or await self._source.atoken()
         request.headers[_AUTHORIZATION] = BEARER + sent
         response = await handler(request)
+        if not settled(self._source, sent, response.status):
+            response = await self._after_401(request, handler, response, sent, replayed)
+        elif response.status in _REDIRECTS:
+            _note_redirect(_Hop(home, None, replayed), request, response)
+        return response
+
+    async def _after_401(
+        self,
+        request: Any,
+        handler: Callable[[Any], Awaitable[Any]],
+        response: Any,
+        sent: str,
+        replayed: bool,
+    ) -> Any:
+        """The exchange: at most one replay, whose answer (a redirect, say) is noted."""
         exchange = Exchange(self._source, sent, replayed=replayed)
         while exchange.wants_replacement(
             response.status, request.headers.get(_AUTHORIZATION), _can_resend, request
@@ -73,31 +96,22 @@ class AiohttpMiddleware:
             request.update_cookies(response.cookies)
             request.headers[_AUTHORIZATION] = header
             response = await handler(request)
-        return _note_redirect(_Hop(home, None, exchange.replayed), response)
+        if response.status in _REDIRECTS:
+            _note_redirect(_Hop(None, None, exchange.replayed), request, response)
+        return response
 
 
-def _chain_of(origin: Any) -> tuple[Any, bool]:
-    """The origin a request's token belongs to (its own, unless it is the hop that a
-    redirect noted by the previous call in this task pointed to), and whether its
-    chain has had its replay."""
-    hop = _pending_hop.get()
-    if hop is None:
-        return origin, False
-    _pending_hop.set(None)
-    return (hop.home, hop.replayed) if origin == hop.target else (origin, False)
-
-
-def _note_redirect(chain: _Hop, response: Any) -> Any:
-    """Note a redirect answer for the hop that follows it (``chain.target`` unset)."""
-    if response.status in _REDIRECTS:
-        location = response.headers.get("Location")
-        if location:
-            try:
-                target = response.url.join(type(response.url)(location)).origin()
-            except ValueError:  # aiohttp refuses such a redirect itself
-                return response
-            _pending_hop.set(chain._replace(target=target))
-    return response
+def _note_redirect(chain: _Hop, request: Any, response: Any) -> None:
+    """Note a redirect answer for the hop that follows it: ``chain`` with its target
+    set (and its home, when unset, the request's own origin)."""
+    location = response.headers.get("Location")
+    if location:
+        try:
+            target = response.url.join(type(response.url)(location)).origin()
+            home = request.url.origin() if chain.home is None else chain.home
+        except ValueError:  # aiohttp refuses such a redirect itself
+            return
+        _pending_hop.set(chain._replace(home=home, target=target))
 
 
 def _can_resend(request: Any) -> bool:

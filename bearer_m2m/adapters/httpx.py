@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .._exchange import BEARER, Exchange
+from .._exchange import BEARER, Exchange, settled
 
 if TYPE_CHECKING:
     from .._source import TokenSource
@@ -41,6 +41,8 @@ class HttpxAuth:
         sent = self._source.token()
         request.headers[_AUTHORIZATION] = BEARER + sent
         response = yield request
+        if settled(self._source, sent, response.status_code):
+            return
         exchange = Exchange(self._source, sent)
         while self._wants_replacement(exchange, request, response):
             header = exchange.replay_header(self._source.token_after_rejection(exchange.sent))
@@ -51,9 +53,11 @@ class HttpxAuth:
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
         if request.url.scheme != "https":
             self._check_url(str(request.url))
-        sent = await self._source.atoken()
+        sent = self._source.current() or await self._source.atoken()
         request.headers[_AUTHORIZATION] = BEARER + sent
         response = yield request
+        if settled(self._source, sent, response.status_code):
+            return
         exchange = Exchange(self._source, sent)
         while self._wants_replacement(exchange, request, response):
             replacement = await self._source.atoken_after_rejection(exchange.sent)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._exchange import BEARER
-from .requests import Kit, RequestsAuth, answered
+from .requests import Kit, RequestsHooks, answered
 
 if TYPE_CHECKING:
     from .._source import TokenSource
@@ -34,7 +34,7 @@ class NiquestsAsyncAuth:
     def __init__(self, source: TokenSource, check_url: Callable[[str], None]) -> None:
         self._source = source
         self._check_url = check_url
-        self._family = RequestsAuth(source, check_url, niquests_kit())
+        self._family = RequestsHooks(source, niquests_kit())
 
     def __repr__(self) -> str:
         return "<bearer_m2m niquests async auth>"
@@ -43,7 +43,8 @@ class NiquestsAsyncAuth:
         url = request.url or ""
         if not url.startswith("https://"):
             self._check_url(url)
-        request.headers["Authorization"] = BEARER + await self._source.atoken()
+        sent = self._source.current() or await self._source.atoken()
+        request.headers["Authorization"] = BEARER + sent
         request.hooks["response"].append(self._on_response)
         return request
 
@@ -62,9 +63,7 @@ class NiquestsAsyncAuth:
         return self._family.settle_replay(exchange, response, replayed)
 
     async def _after_replay(self, response: Any, **send_kwargs: Any) -> Any:
-        exchange = answered(self._source, response, replayed=True)
-        if exchange is not None:
-            self._family.wants_replacement(exchange, response)
+        answered(self._source, response, replayed=True)  # no second replay
         return response
 
 

@@ -1,5 +1,9 @@
 """requests, and niquests' ``Session`` (which takes requests-style auth): a response hook.
 
+Both clients call the auth object itself, so its ``__call__`` holds this adapter's
+cached fast path (set the header, register :meth:`RequestsHooks.on_response`);
+everything after the response is here.
+
 The replay follows requests' ``HTTPDigestAuth.handle_401``. One thing differs:
 requests builds the requests of any redirect from the request it first sent, not
 from the replay, so the replacement token is written onto that request too.
@@ -13,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._exchange import BEARER, Exchange, bearer_token
+from .._exchange import Exchange, bearer_token, settled
 
 if TYPE_CHECKING:
     from .._source import TokenSource
@@ -38,23 +42,14 @@ def requests_kit() -> Kit:
     return Kit(extract_cookies_to_jar, rewind_body, UnrewindableBodyError)
 
 
-class RequestsAuth:
-    """``auth(prepared_request)``: the header, and a hook that drives the exchange."""
+class RequestsHooks:
+    """The response hook that drives the exchange, with the client's own helpers."""
 
-    def __init__(self, source: TokenSource, check_url: Callable[[str], None], kit: Kit) -> None:
+    def __init__(self, source: TokenSource, kit: Kit) -> None:
         self._source = source
-        self._check_url = check_url
         self.kit = kit
 
-    def __call__(self, request: Any) -> Any:
-        url = request.url or ""
-        if not url.startswith("https://"):
-            self._check_url(url)
-        request.headers[_AUTHORIZATION] = BEARER + self._source.token()
-        request.hooks["response"].append(self._on_response)
-        return request
-
-    def _on_response(self, response: Any, **send_kwargs: Any) -> Any:
+    def on_response(self, response: Any, **send_kwargs: Any) -> Any:
         exchange = answered(self._source, response, replayed=False)
         if exchange is None or not self.wants_replacement(exchange, response):
             return response
@@ -63,15 +58,13 @@ class RequestsAuth:
             return response
         response.content  # noqa: B018  (read the body so the connection can be reused)
         response.close()
-        replay = self.replay_of(response, header, (self._on_response, self._after_replay))
+        replay = self.replay_of(response, header, (self.on_response, self._after_replay))
         replayed = response.connection.send(replay, **send_kwargs)
         return self.settle_replay(exchange, response, replayed)
 
     def _after_replay(self, response: Any, **send_kwargs: Any) -> Any:
         """The hook of the redirects that follow a replay: no second replay."""
-        exchange = answered(self._source, response, replayed=True)
-        if exchange is not None:
-            self.wants_replacement(exchange, response)
+        answered(self._source, response, replayed=True)
         return response
 
     # -- shared with niquests' async adapter ----------------------------------------
@@ -122,7 +115,11 @@ class RequestsAuth:
 
 
 def answered(source: TokenSource, response: Any, *, replayed: bool) -> Exchange | None:
-    """The exchange for an answer to a request that carried our token, else ``None``
-    (a redirect to another origin, where the client dropped the header)."""
+    """The exchange for a 401 to a request that carried our token, else ``None``: the
+    answer needs no decision (any other status, which :func:`settled` reports), or the
+    request carried no token of ours (a redirect to another origin, where the client
+    dropped the header)."""
     sent = bearer_token(response.request.headers.get(_AUTHORIZATION))
-    return None if sent is None else Exchange(source, sent, replayed=replayed)
+    if sent is None or settled(source, sent, response.status_code):
+        return None
+    return Exchange(source, sent, replayed=replayed)
