@@ -18,8 +18,6 @@ from requests.auth import AuthBase
 
 from ._client_auth import Cert, PrivateKeySource
 from ._config import Verify, build_config
-from ._discovery import choose_method, discover, token_endpoint
-from ._env import settings_from_env
 from ._exchange import BEARER
 from ._policy import RefreshPolicy, RetryPolicy
 from ._transport import require_secure_url
@@ -154,6 +152,8 @@ class ClientCredentialsAuth(AuthBase):
         the credentials allow is used; the TLS methods use the server's mTLS
         endpoint alias when it has one.
         """
+        from ._discovery import choose_method, discover, token_endpoint
+
         if "token_url" in options:
             raise ConfigurationError("from_issuer finds the token URL; do not pass token_url")
         document = discover(
@@ -218,6 +218,8 @@ class ClientCredentialsAuth(AuthBase):
         Keyword arguments override the environment. What is missing or
         contradictory is reported in one :class:`ConfigurationError`.
         """
+        from ._env import settings_from_env
+
         if "token_url" in options and "issuer" in options:
             raise ConfigurationError("give token_url or issuer, not both")
         environ = os.environ if environ is None else environ
