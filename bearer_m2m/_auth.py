@@ -189,7 +189,11 @@ class ClientCredentialsAuth(AuthBase):
         """Auth0: ``domain`` is the tenant's (``my-tenant.eu.auth0.com``) or a custom
         domain. Private Key JWT assertions get the audience Auth0 expects,
         ``https://{domain}/``."""
-        host = domain.removeprefix("https://").split("/")[0]
+        scheme, separator, rest = domain.partition("://")
+        if separator and scheme.lower() != "https":
+            # "http://tenant" would otherwise become https://http:/oauth/token, silently.
+            raise ConfigurationError("the Auth0 domain is served over https only; give the domain")
+        host = (rest if separator else domain).split("/")[0]
         if not host:
             raise ConfigurationError("domain must name the Auth0 tenant or custom domain")
         options.setdefault("assertion_audience", f"https://{host}/")

@@ -408,3 +408,15 @@ def test_a_methods_list_that_is_not_a_list_is_refused() -> None:
         )
         with pytest.raises(ConfigurationError, match="not a list"):
             ClientCredentialsAuth.from_issuer(ISSUER, client_id="c", client_secret="s")
+
+
+@pytest.mark.parametrize("domain", ["http://tenant.eu.auth0.com", "ftp://tenant.eu.auth0.com/"])
+def test_auth0_refuses_a_domain_with_another_scheme(domain: str) -> None:
+    with pytest.raises(ConfigurationError, match="https only"):
+        ClientCredentialsAuth.auth0(domain, "cid", "secret", audience="https://api.example")
+
+
+def test_auth0_takes_the_domain_with_or_without_https() -> None:
+    for domain in ("tenant.eu.auth0.com", "https://tenant.eu.auth0.com/", "HTTPS://tenant.eu.auth0.com"):
+        auth = ClientCredentialsAuth.auth0(domain, "cid", "secret", audience="https://api.example")
+        assert auth.token_url == "https://tenant.eu.auth0.com/oauth/token"
