@@ -35,7 +35,7 @@ class CachedToken:
     access_token: str = field(repr=False)
     refresh_at: float
     expires_at: float
-    obtained_at: float = float("-inf")
+    obtained_at: float
 
     def has_lived_half(self, now: float) -> bool:
         """Past the middle of its usable life: a 401 now is its end, not a strike,
