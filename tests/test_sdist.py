@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ BUILD = "import sys; from setuptools import build_meta; print(build_meta.build_s
 
 
 @pytest.fixture(scope="module")
-def sdist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tarfile.TarFile]:
+def sdist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, tarfile.TarFile]]:
     """(the copied source tree, the sdist built from it).
 
     The copy gets a stand-in ``node_modules`` (what ``npm ci`` leaves in a checkout that
@@ -84,8 +85,8 @@ def sdist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tarfile.TarFi
         check=False,
     )
     assert built.returncode == 0, built.stderr[-3000:]
-    archive = tarfile.open(out / built.stdout.strip().splitlines()[-1])
-    return source, archive
+    with tarfile.open(out / built.stdout.strip().splitlines()[-1]) as archive:
+        yield source, archive
 
 
 def members(archive: tarfile.TarFile) -> set[str]:
@@ -129,7 +130,9 @@ def test_the_sdist_leaves_out_installed_node_modules_and_byte_code(
 
 def test_the_metadata_is_ready_for_pypi(sdist: tuple[Path, tarfile.TarFile]) -> None:
     _, archive = sdist
-    info = next(m for m in archive.getmembers() if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO"))
+    info = next(
+        m for m in archive.getmembers() if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO")
+    )
     extracted = archive.extractfile(info)
     assert extracted is not None
     metadata = email.parser.Parser().parsestr(extracted.read().decode())
