@@ -4,6 +4,13 @@
 says, ``demo`` and ``serve`` run the embedded authorization server. Secrets are
 never taken from the command line, where ``ps`` would show them: only from the
 environment, a file or standard input.
+
+``token`` and ``inspect`` keep their token in a cache file between invocations
+(see ``_cli_cache``), so a script that asks before every call spends one token
+per lifetime, not one per call; and they bound the retries of a failing token
+endpoint by a deadline of their own, shorter than a long-running service's.
+The heavy imports (requests, Authlib, cryptography) wait until a token is
+needed: ``--version``, ``--help`` and ``inspect --stdin`` never pay for them.
 """
 
 from __future__ import annotations
@@ -11,17 +18,18 @@ from __future__ import annotations
 import argparse
 import base64
 import configparser
+import contextlib
 import datetime
 import json
+import logging
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ._auth import ClientCredentialsAuth
-from ._env import KNOWN
-from ._tokens import fingerprint
+from . import __version__
 from .errors import (
     ConfigurationError,
     TLSError,
@@ -29,6 +37,10 @@ from .errors import (
     TokenError,
     TokenRequestRejected,
 )
+
+if TYPE_CHECKING:
+    from ._auth import ClientCredentialsAuth
+    from ._policy import RetryPolicy
 
 #: Exit codes a script can rely on.
 EXIT_OK = 0
@@ -42,7 +54,9 @@ MAX_STDIN_LINE = 1024 * 1024
 #: The largest --config file read: 1 MiB, far beyond a few settings.
 MAX_CONFIG_BYTES = 1024 * 1024
 
-#: Flag -> setting name (as in ``from_env``, without the prefix).
+#: Flag -> setting name (as in ``from_env``, without the prefix). Every ``{prefix}*``
+#: variable reaches ``from_env`` as well, so a setting it learns (DPoP's, say) works from
+#: the environment and --config at once; its flag, if it gets one, is one more line here.
 SETTING_FLAGS = {
     "token_url": "TOKEN_URL",
     "issuer": "ISSUER",
@@ -58,10 +72,22 @@ SETTING_FLAGS = {
     "auth_method": "AUTH_METHOD",
     "ca_bundle": "CA_BUNDLE",
 }
+#: Flag -> setting of the command itself: layered like the client's settings (flags over
+#: --config over the environment), then kept from ``from_env``, which does not know them.
+COMMAND_FLAGS = {
+    "cache": "CACHE",  # off, or a file; unset: one file per configuration (see _cli_cache)
+    "deadline": "RETRY_DEADLINE",
+}
 CONFIG_SECTION = "bearer_m2m"
+
+#: Seconds within which a failing token endpoint is retried by default. A service rides
+#: out an outage for the library's 30 s; a command in a script had better say soon that
+#: the endpoint is down: 10 s covers one slow answer and the quick retries of a 5xx.
+DEFAULT_DEADLINE = 10.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; its exit code (see ``EXIT_*``)."""
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":
@@ -83,10 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(sys.stdout)
     try:
-        if args.command == "token":
-            print(_auth_from(args).token())
-            return EXIT_OK
-        return _inspect(args, sys.stdout)
+        with _library_warnings_on(sys.stderr):
+            if args.command == "token":
+                return _token(args, sys.stdout)
+            return _inspect(args, sys.stdout)
     except TokenError as exc:
         print(f"bearer-m2m: error: {exc}", file=sys.stderr)
         return _exit_code(exc)
@@ -107,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 2 usage or configuration error, 3 credentials refused, "
         "4 token endpoint unavailable, 5 unusable answer or another failure.",
     )
+    parser.add_argument("--version", action="version", version=f"bearer-m2m {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     token = commands.add_parser(
         "token",
@@ -119,6 +146,11 @@ def _parser() -> argparse.ArgumentParser:
         "never from an argument.",
     )
     _add_settings(token)
+    token.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"access_token", "token_type", "expires_at"} (epoch seconds, or null)',
+    )
     inspect = commands.add_parser(
         "inspect",
         allow_abbrev=False,
@@ -170,23 +202,118 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-insecure-http", action="store_true", help="allow http to non-loopback hosts"
     )
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_const",
+        const="off",
+        help="fetch a new token rather than reuse one (env BEARER_M2M_CACHE=off)",
+    )
+    cache.add_argument(
+        "--cache-file",
+        dest="cache",
+        metavar="PATH",
+        help="keep tokens in this file (env BEARER_M2M_CACHE=PATH; default: one file per "
+        "configuration in $XDG_CACHE_HOME/bearer-m2m or ~/.cache/bearer-m2m)",
+    )
+    parser.add_argument(
+        "--deadline",
+        metavar="SECONDS",
+        help="give up retrying a failing token endpoint after this long "
+        f"(env BEARER_M2M_RETRY_DEADLINE; default: {DEFAULT_DEADLINE:g})",
+    )
+
+
+def _token(args: argparse.Namespace, out: TextIO) -> int:
+    auth = _auth_from(args)
+    token = auth.token()
+    if args.json:
+        answer = {"access_token": token, "token_type": "Bearer", "expires_at": _expires_at(auth)}
+        print(json.dumps(answer), file=out)
+    else:
+        print(token, file=out)
+    return EXIT_OK
 
 
 def _auth_from(args: argparse.Namespace) -> ClientCredentialsAuth:
     """Flags over the config file over the environment, validated by ``from_env``."""
+    from ._auth import ClientCredentialsAuth
+    from ._cli_cache import command_cache
+
     prefix = args.env_prefix
     settings = {name[len(prefix) :]: v for name, v in os.environ.items() if name.startswith(prefix)}
     if args.config:
         _layer(settings, _config_file(args.config))
-    flags = {name: getattr(args, flag) for flag, name in SETTING_FLAGS.items()}
+    flags = {name: getattr(args, flag) for flag, name in {**SETTING_FLAGS, **COMMAND_FLAGS}.items()}
     if args.client_secret_stdin:
         flags["CLIENT_SECRET"] = _stdin_line("the client secret")
     _layer(settings, {name: value for name, value in flags.items() if value is not None})
+    own = {name: settings.pop(name, "") for name in COMMAND_FLAGS.values()}
+    deadline = _deadline(own["RETRY_DEADLINE"], prefix)
     return ClientCredentialsAuth.from_env(
         prefix,
         environ={prefix + name: value for name, value in settings.items()},
         allow_insecure_http=args.allow_insecure_http,
+        retry=_retry_policy(deadline),
+        # Waiting for another invocation's fetch takes no longer than one fetch may.
+        cache=command_cache(own["CACHE"] or None, os.environ, lock_timeout=deadline),
     )
+
+
+def _deadline(text: str, prefix: str) -> float:
+    """The retry deadline a setting gives (unset or empty: the default), in seconds.
+
+    Its value is not quoted in the error: a --config file may hold anything."""
+    if not text:
+        return DEFAULT_DEADLINE
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ConfigurationError(
+            f"--deadline ({prefix}RETRY_DEADLINE) must be a positive number of seconds"
+        )
+    return seconds
+
+
+def _retry_policy(deadline: float) -> RetryPolicy:
+    """The library's retries (backoff, jitter, Retry-After, at most 4 attempts) within
+    the command's deadline."""
+    from ._policy import RetryPolicy
+
+    return RetryPolicy(deadline=deadline)
+
+
+def _expires_at(auth: ClientCredentialsAuth) -> int | None:
+    """The epoch second from which the library would no longer hand out the token it
+    just gave: the server's expiry less the library's leeway (at most 10 s), the
+    instant a script that keeps the token should ask again. ``None`` if unknown.
+
+    The token source schedules on the monotonic clock; this reads its schedule
+    (there is no public accessor yet) and moves it onto the wall clock.
+    """
+    cached = auth._source._cached
+    if cached is None:
+        return None
+    return math.floor(time.time() + (cached.expires_at - time.monotonic()))
+
+
+@contextlib.contextmanager
+def _library_warnings_on(stream: TextIO) -> Iterator[None]:
+    """Show the library's warnings (a failing cache, a retried token request) on
+    ``stream`` as the command's own, one line each and never with a traceback
+    (the library logs none, and its messages hold no secret or token)."""
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("bearer-m2m: warning: %(message)s"))
+    logger = logging.getLogger("bearer_m2m")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 #: Settings that replace each other: a layer that sets one hides the others below it.
@@ -265,8 +392,11 @@ def _config_problem(error: configparser.Error) -> str:
     """What is wrong with an INI file, by line number. configparser's own messages
     quote the offending line, which may be a secret; key names are shown only when
     they are settings, as a secret typed in the wrong place could be a key too."""
+    from ._env import KNOWN
+
     if isinstance(error, configparser.DuplicateOptionError):
-        key = repr(error.option) if error.option.upper() in KNOWN else "a key"
+        known = error.option.upper() in KNOWN or error.option.upper() in COMMAND_FLAGS.values()
+        key = repr(error.option) if known else "a key"
         return f"{key} is given twice in [{_section(error.section)}] (line {error.lineno})"
     if isinstance(error, configparser.DuplicateSectionError):
         return f"section [{_section(error.section)}] is given twice (line {error.lineno})"
@@ -304,6 +434,8 @@ def _description(token: str) -> list[str]:
     Whatever a JWT holds (any JSON in its header and claims, any value in ``exp``),
     this says what it can and raises nothing.
     """
+    from ._tokens import fingerprint
+
     jwt = _jwt_parts(token)
     if jwt is None:
         shape = f"{len(token)} characters, fingerprint {fingerprint(token)}"

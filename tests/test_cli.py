@@ -69,6 +69,16 @@ def test_serve_hands_its_options_to_the_server_command(capsys: pytest.CaptureFix
 # -- bearer-m2m token / inspect ----------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def private_cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test caches its tokens in a directory of its own (its subprocesses too), never
+    in the home directory: the session's server is the same for every test, so a token
+    cached by one would be reused by the next."""
+    home = tmp_path / "cache-home"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in list(os.environ):
@@ -180,7 +190,8 @@ def test_token_exit_codes_for_a_refusal_and_an_outage(
     m2m_server.html_next(1)
     assert main(["token"]) == 5
     monkeypatch.setattr(
-        "bearer_m2m._auth.RetryPolicy", lambda: RetryPolicy(deadline=0.2, initial_backoff=0.01)
+        "bearer_m2m._cli._retry_policy",
+        lambda deadline: RetryPolicy(deadline=0.2, initial_backoff=0.01),
     )
     m2m_server.fail_next(50, status=503)
     assert main(["token"]) == 4

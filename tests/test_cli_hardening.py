@@ -61,6 +61,15 @@ def documented_exit_codes() -> set[int]:
 DOCUMENTED = documented_exit_codes()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def private_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tokens the command caches go to a directory of this module's, never the home
+    directory (module-scoped: hypothesis refuses function-scoped fixtures)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
+        yield
+
+
 @contextlib.contextmanager
 def streams(stdin: str = "") -> Iterator[tuple[io.StringIO, io.StringIO]]:
     """``sys.stdin`` reading ``stdin``; what is written to stdout and stderr."""
@@ -245,13 +254,14 @@ def endpoint() -> Iterator[TokenServer]:
 
 
 def run_token(endpoint: TokenServer, replies: list[Reply]) -> tuple[int, str, str]:
-    """``bearer-m2m token`` against the endpoint answering ``replies`` (then tokens)."""
+    """``bearer-m2m token`` against the endpoint answering ``replies`` (then tokens);
+    without the cache, so that every run asks the endpoint."""
     endpoint.script[:] = replies
     # A deadline a busy machine cannot miss; max_attempts (4) bounds the retries of a 5xx.
     fast = RetryPolicy(deadline=10.0, initial_backoff=0.01, max_backoff=0.02)
-    argv = ["token", "--token-url", endpoint.token_url, "--client-id", "svc"]
+    argv = ["token", "--no-cache", "--token-url", endpoint.token_url, "--client-id", "svc"]
     try:
-        with mock.patch("bearer_m2m._auth.RetryPolicy", lambda: fast):
+        with mock.patch("bearer_m2m._cli._retry_policy", lambda deadline: fast):
             return run_main([*argv, "--client-secret-stdin", "--env-prefix", PREFIX], SECRET + "\n")
     finally:
         endpoint.script.clear()
