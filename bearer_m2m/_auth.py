@@ -18,13 +18,13 @@ from requests.auth import AuthBase
 
 from ._client_auth import Cert, PrivateKeySource
 from ._config import Verify, build_config
-from ._exchange import BEARER
 from ._policy import RefreshPolicy, RetryPolicy
 from ._transport import require_secure_url
-from ._wiring import token_source
+from ._wiring import scheme_for, token_source
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from ._dpop import Option as DPoPOption
     from .adapters.aiohttp import AiohttpMiddleware
     from .adapters.httpx import HttpxAuth
     from .adapters.niquests import NiquestsAsyncAuth
@@ -42,7 +42,7 @@ _modules = sys.modules
 
 
 class ClientCredentialsAuth(AuthBase):
-    """OAuth2 client-credentials bearer tokens for every common HTTP client.
+    """OAuth2 client-credentials tokens, Bearer or DPoP-bound, for every common HTTP client.
 
     Pass the same object as ``auth=`` to requests, ``niquests.Session``,
     ``httpx.Client``/``AsyncClient`` and ``httpx2.Client``/``AsyncClient``; use
@@ -91,6 +91,8 @@ class ClientCredentialsAuth(AuthBase):
         retry: RetryPolicy | None = None,
         cache: TokenCache | None = None,
         allow_insecure_http: bool = False,
+        dpop: DPoPOption = None,
+        dpop_algorithm: str | None = None,
     ) -> None:
         self._config = build_config(
             token_url,
@@ -110,6 +112,8 @@ class ClientCredentialsAuth(AuthBase):
             verify=verify,
             cert=cert,
             allow_insecure_http=allow_insecure_http,
+            dpop=dpop,
+            dpop_algorithm=dpop_algorithm,
         )
         policy = RefreshPolicy(
             refresh_ahead=refresh_ahead,
@@ -119,6 +123,7 @@ class ClientCredentialsAuth(AuthBase):
             max_rejection_backoff=max_rejection_backoff,
         )
         self._source = token_source(self._config, policy, retry or RetryPolicy(), cache)
+        self._scheme = scheme_for(self._config)
         # What adapters call for a URL that is not https (a plain function: adapters hold
         # no reference back to this object, which is then freed as soon as it is dropped).
         self._check_url = _allow_any_url if allow_insecure_http else _refuse_plain_http
@@ -150,9 +155,17 @@ class ClientCredentialsAuth(AuthBase):
         The document is fetched once per process and must name ``issuer`` as its
         own. Without ``auth_method``, the first method the server supports that
         the credentials allow is used; the TLS methods use the server's mTLS
-        endpoint alias when it has one.
+        endpoint alias when it has one. With ``dpop``, the key's algorithm must be
+        one the server lists in ``dpop_signing_alg_values_supported`` (when it
+        lists any); ``dpop=True`` picks one of those.
         """
-        from ._discovery import choose_method, discover, token_endpoint
+        from ._discovery import (
+            check_dpop_algorithm,
+            choose_method,
+            discover,
+            preferred_dpop_algorithm,
+            token_endpoint,
+        )
 
         if "token_url" in options:
             raise ConfigurationError("from_issuer finds the token URL; do not pass token_url")
@@ -166,7 +179,9 @@ class ClientCredentialsAuth(AuthBase):
                 private_key=options.get("private_key"),
                 cert=options.get("cert"),
             )
-        return cls(
+        if options.get("dpop") is True and options.get("dpop_algorithm") is None:
+            options["dpop_algorithm"] = preferred_dpop_algorithm(document)
+        auth = cls(
             token_endpoint(document, auth_method),
             auth_method=auth_method,
             verify=verify,
@@ -174,6 +189,10 @@ class ClientCredentialsAuth(AuthBase):
             allow_insecure_http=allow_insecure_http,
             **options,
         )
+        key = auth._config.dpop_key
+        if key is not None:
+            check_dpop_algorithm(document, key.algorithm)
+        return auth
 
     @classmethod
     def auth0(
@@ -217,7 +236,8 @@ class ClientCredentialsAuth(AuthBase):
         """Configure from ``{prefix}TOKEN_URL`` or ``{prefix}ISSUER``, ``{prefix}CLIENT_ID``,
         ``{prefix}CLIENT_SECRET`` or ``{prefix}CLIENT_SECRET_FILE``, ``{prefix}PRIVATE_KEY_FILE``,
         ``{prefix}CERT_FILE`` and ``{prefix}KEY_FILE``, ``{prefix}AUDIENCE``, ``{prefix}RESOURCE``,
-        ``{prefix}ORGANIZATION``, ``{prefix}SCOPE`` and ``{prefix}AUTH_METHOD``.
+        ``{prefix}ORGANIZATION``, ``{prefix}SCOPE``, ``{prefix}AUTH_METHOD``, and for DPoP
+        ``{prefix}DPOP=true`` or ``{prefix}DPOP_KEY_FILE`` and ``{prefix}DPOP_ALGORITHM``.
 
         Keyword arguments override the environment. What is missing or
         contradictory is reported in one :class:`ConfigurationError`.
@@ -254,6 +274,13 @@ class ClientCredentialsAuth(AuthBase):
         """How the client authenticates, as given or as chosen."""
         return self._config.auth_method
 
+    @property
+    def dpop_thumbprint(self) -> str | None:
+        """The RFC 7638 thumbprint of the DPoP key (a bound token's ``cnf.jkt``), safe to
+        log or to register with the server; ``None`` without DPoP."""
+        key = self._config.dpop_key
+        return None if key is None else key.thumbprint
+
     # -- the token, for callers that need it directly -------------------------
 
     def token(self) -> str:
@@ -281,7 +308,7 @@ class ClientCredentialsAuth(AuthBase):
         url = request.url or ""
         if not url.startswith("https://"):
             self._check_url(url)
-        request.headers["Authorization"] = BEARER + self._source.token()
+        self._scheme.authorize(request.headers, request.method, url, self._source.token())
         request.hooks["response"].append(hook)
         return request
 
@@ -321,7 +348,9 @@ class ClientCredentialsAuth(AuthBase):
 
             with self._building:
                 if self._niquests_async is None:
-                    self._niquests_async = NiquestsAsyncAuth(self._source, self._check_url)
+                    self._niquests_async = NiquestsAsyncAuth(
+                        self._source, self._scheme, self._check_url
+                    )
         return self._niquests_async
 
     @property
@@ -334,7 +363,9 @@ class ClientCredentialsAuth(AuthBase):
 
             with self._building:
                 if self._aiohttp_middleware is None:
-                    self._aiohttp_middleware = AiohttpMiddleware(self._source, self._check_url)
+                    self._aiohttp_middleware = AiohttpMiddleware(
+                        self._source, self._scheme, self._check_url
+                    )
         return self._aiohttp_middleware
 
     # -- shared -----------------------------------------------------------------
@@ -352,7 +383,7 @@ class ClientCredentialsAuth(AuthBase):
         with self._building:
             hook = self._hooks.get(request_type)
             if hook is None:
-                adapter = RequestsHooks(self._source, kit)
+                adapter = RequestsHooks(self._source, self._scheme, kit)
                 hook = self._hooks[request_type] = adapter.on_response
         self._last_hook = (request_type, hook)
         return hook
@@ -365,10 +396,11 @@ class ClientCredentialsAuth(AuthBase):
             flows = self._flows.get(request_type)
             if flows is None:
                 flows = self._flows[request_type] = HttpxAuth(
-                    self._source, self._check_url, package
+                    self._source, self._scheme, self._check_url, package
                 )
         self._last_flows = (request_type, flows)
         return flows
+
 
 def _unreachable(request: Any) -> Any:  # pragma: no cover - paired with no type
     raise AssertionError("no request type is None")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ._client_auth import (
     Cert,
@@ -16,6 +17,10 @@ from ._client_auth import (
 )
 from ._transport import check_endpoint_url, require_secure_url
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._dpop import DPoPKey
+    from ._dpop import Option as DPoPOption
 
 #: Form fields the library sets itself; ``extra_params`` may not override them.
 RESERVED_FIELDS = frozenset(
@@ -57,6 +62,13 @@ class ClientConfig:
     key_id: str | None = None
     #: ``aud`` of JWT client assertions; ``None``: the token URL.
     assertion_audience: str | None = None
+    #: The key that binds tokens with DPoP (RFC 9449), or ``None`` for bearer tokens.
+    dpop_key: DPoPKey | None = field(default=None, repr=False)
+
+    @property
+    def token_type(self) -> str:
+        """The type of token the client asks for, and accepts."""
+        return "Bearer" if self.dpop_key is None else "DPoP"
 
 
 def build_config(
@@ -78,6 +90,8 @@ def build_config(
     verify: Verify,
     cert: Cert,
     allow_insecure_http: bool,
+    dpop: DPoPOption = None,
+    dpop_algorithm: str | None = None,
 ) -> ClientConfig:
     """Check every setting and raise one :class:`ConfigurationError` for the first bad one."""
     # Well-formed (every HTTP client reads the same host in it) and without a password
@@ -146,7 +160,17 @@ def build_config(
         signing_algorithm=signing_algorithm,
         key_id=key_id,
         assertion_audience=assertion_audience,
+        dpop_key=_dpop_key(dpop, dpop_algorithm),
     )
+
+
+def _dpop_key(option: DPoPOption, algorithm: str | None) -> DPoPKey | None:
+    """The DPoP key, made or loaded now; JOSE is imported only for a client that uses it."""
+    if (option is None or option is False) and algorithm is None:
+        return None
+    from ._dpop import dpop_key
+
+    return dpop_key(option, algorithm)
 
 
 def _scope_string(scope: str | Iterable[str]) -> str:

@@ -179,3 +179,35 @@ def choose_method(
         f"the server supports {', '.join(map(str, supported))} for its token endpoint; "
         f"the credentials given allow {', '.join(wanted)}"
     )
+
+
+def dpop_algorithms(document: Mapping[str, Any]) -> list[str] | None:
+    """The server's ``dpop_signing_alg_values_supported`` (RFC 9449 section 5.1), or
+    ``None`` when it does not list them."""
+    listed = document.get("dpop_signing_alg_values_supported")
+    if listed is None:
+        return None
+    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+        raise ConfigurationError("dpop_signing_alg_values_supported is not a list of names")
+    return listed
+
+
+def preferred_dpop_algorithm(document: Mapping[str, Any]) -> str | None:
+    """For ``dpop=True`` without an algorithm: ES256 unless the server lists others only,
+    then the first of ours it lists (``None``: the default will do, or nothing would)."""
+    from ._dpop import ALGORITHMS
+
+    listed = dpop_algorithms(document)
+    if not listed:
+        return None
+    return next((algorithm for algorithm in ALGORITHMS if algorithm in listed), None)
+
+
+def check_dpop_algorithm(document: Mapping[str, Any], algorithm: str) -> None:
+    """Refuse a DPoP key whose algorithm the server says it does not accept."""
+    listed = dpop_algorithms(document)
+    if listed and algorithm not in listed:
+        raise ConfigurationError(
+            f"the server accepts DPoP proofs signed with {', '.join(listed)[:200]}, not "
+            f"{algorithm}; set dpop_algorithm (for dpop=True) or give a key for one of those"
+        )

@@ -20,9 +20,20 @@ PLAIN_SETTINGS = {
     "ORGANIZATION": "organization",
     "SCOPE": "scope",
     "AUTH_METHOD": "auth_method",
+    "DPOP_ALGORITHM": "dpop_algorithm",
 }
-FILE_SETTINGS = ("CLIENT_SECRET_FILE", "PRIVATE_KEY_FILE", "CERT_FILE", "KEY_FILE", "CA_BUNDLE")
+FILE_SETTINGS = (
+    "CLIENT_SECRET_FILE",
+    "PRIVATE_KEY_FILE",
+    "CERT_FILE",
+    "KEY_FILE",
+    "CA_BUNDLE",
+    "DPOP_KEY_FILE",
+)
 ENDPOINT_SETTINGS = ("TOKEN_URL", "ISSUER")
+#: ``{prefix}DPOP``: a yes or a no, as operators write them.
+DPOP_SWITCH = {"true": True, "1": True, "yes": True, "on": True}
+DPOP_SWITCH.update({"false": False, "0": False, "no": False, "off": False})
 CREDENTIAL_SETTINGS = (
     "CLIENT_SECRET",
     "CLIENT_SECRET_FILE",
@@ -30,7 +41,7 @@ CREDENTIAL_SETTINGS = (
     "CERT_FILE",
     "KEY_FILE",
 )
-KNOWN = {*PLAIN_SETTINGS, *FILE_SETTINGS, *ENDPOINT_SETTINGS}
+KNOWN = {*PLAIN_SETTINGS, *FILE_SETTINGS, *ENDPOINT_SETTINGS, "DPOP"}
 
 #: A client secret file larger than this (64 KiB) is the wrong file (a log, a
 #: device such as /dev/zero): it is refused before it is read into memory.
@@ -46,6 +57,7 @@ REPLACES = {
     "private_key": CREDENTIAL_SETTINGS,
     "cert": CREDENTIAL_SETTINGS,
     "verify": ("CA_BUNDLE",),
+    "dpop": ("DPOP", "DPOP_KEY_FILE"),
 }
 
 
@@ -107,6 +119,7 @@ def settings_from_env(
     elif "CERT_FILE" in values:
         key_file = values.get("KEY_FILE")
         settings["cert"] = (values["CERT_FILE"], key_file) if key_file else values["CERT_FILE"]
+    _dpop_from(values, prefix, settings, problems)
     credentials = set(CREDENTIAL_SETTINGS) - {"KEY_FILE"}  # a key file alone is no credential
     if not credentials & (set(values) | replaced):
         problems.append(
@@ -116,6 +129,23 @@ def settings_from_env(
     if problems:
         raise ConfigurationError("incomplete configuration: " + "; ".join(problems))
     return settings
+
+
+def _dpop_from(
+    values: Mapping[str, str], prefix: str, settings: dict[str, Any], problems: list[str]
+) -> None:
+    """``dpop=``: the key file's path, or ``True`` for a key made in memory. A key file
+    with ``{prefix}DPOP`` saying no is a contradiction, not a choice."""
+    switch = values.get("DPOP")
+    enabled = DPOP_SWITCH.get(switch.strip().lower()) if switch is not None else None
+    if switch is not None and enabled is None:
+        problems.append(f"{prefix}DPOP must be true or false")
+    if "DPOP_KEY_FILE" in values:
+        if enabled is False:
+            problems.append(f"{prefix}DPOP is false but {prefix}DPOP_KEY_FILE is set")
+        settings["dpop"] = values["DPOP_KEY_FILE"]
+    elif enabled:
+        settings["dpop"] = True
 
 
 def _read_secret(path: str, variable: str, problems: list[str]) -> str | None:

@@ -18,12 +18,13 @@ import os
 import random
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
 import requests
 import urllib3
 from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.client import DEFAULT_HEADERS
 
 from ._client_auth import (
     basic_credentials,
@@ -42,6 +43,9 @@ from .errors import (
     TokenError,
     TokenRequestRejected,
 )
+
+if TYPE_CHECKING:
+    from ._dpop import NonceStore
 
 logger = logging.getLogger("bearer_m2m")
 
@@ -75,6 +79,12 @@ class TokenFetcher:
     followed by one request with the raw encoding, for servers that do not
     decode the credentials as RFC 6749 section 2.3.1 says (Glewlwyd); the first
     encoding the server accepts is used from then on.
+
+    With a DPoP key, every request carries a proof (RFC 9449 section 4) with the
+    token endpoint's latest nonce. A 400 ``use_dpop_nonce`` that brings a new
+    nonce is answered at once by one request with it (section 8): the server's
+    way of handing out the nonce, not a failure, so the retry policy does not
+    count it.
     """
 
     def __init__(self, config: ClientConfig, retry: RetryPolicy) -> None:
@@ -85,6 +95,12 @@ class TokenFetcher:
         self._session_pid = 0
         self._raw_basic = False  # the RFC's form-encoding until a server shows otherwise
         self._basic_settled = False
+        # The token endpoint's DPoP nonce: its own store, so that no API's nonce is sent here.
+        self._nonces: NonceStore | None = None
+        if config.dpop_key is not None:
+            from ._dpop import NonceStore
+
+            self._nonces = NonceStore(max_origins=1)
 
     def __repr__(self) -> str:
         return f"<TokenFetcher {self._config.token_url!r} client_id={self._config.client_id!r}>"
@@ -106,12 +122,13 @@ class TokenFetcher:
         by more than one read timeout."""
         started = time.monotonic()
         deadline = started + self._retry.deadline
-        raw, tried_other_basic = self._raw_basic, False
+        raw, tried_other_basic, tried_new_nonce = self._raw_basic, False, False
         sent = failures = 0
         while True:
             sent += 1
+            nonce = self._nonce()
             try:
-                granted = self._fetch_once(deadline, raw=raw)
+                granted = self._fetch_once(deadline, raw=raw, nonce=nonce)
             except TokenEndpointUnavailable as exc:
                 failures += 1
                 delay = self._retry.delay(failures - 1, exc.retry_after, self._rng)
@@ -120,6 +137,10 @@ class TokenFetcher:
                 logger.warning("token request failed (%s); retrying in %.2f s", exc, delay)
                 time.sleep(delay)
             except TokenRequestRejected as exc:
+                if not tried_new_nonce and self._asks_for_new_nonce(exc, nonce):
+                    tried_new_nonce = True
+                    logger.info("token endpoint %s asked for a DPoP nonce; sending it", self._host)
+                    continue
                 if tried_other_basic or not self._other_basic_may_help(exc):
                     raise
                 tried_other_basic, raw = True, not raw
@@ -143,6 +164,18 @@ class TokenFetcher:
     def _host(self) -> str:
         return urlsplit(self._config.token_url).netloc
 
+    def _nonce(self) -> str | None:
+        return None if self._nonces is None else self._nonces.get(self._config.token_url)
+
+    def _asks_for_new_nonce(self, refusal: TokenRequestRejected, sent_nonce: str | None) -> bool:
+        """Whether a refusal is the server's ``use_dpop_nonce`` with a nonce other than
+        the one the proof carried (with the same one, asking again would not help)."""
+        return (
+            refusal.status_code == 400
+            and refusal.error == "use_dpop_nonce"
+            and self._nonce() not in (None, sent_nonce)
+        )
+
     def _other_basic_may_help(self, refusal: TokenRequestRejected) -> bool:
         """Whether a refusal may be the server reading the Basic credentials
         differently, and no encoding has been accepted yet."""
@@ -155,8 +188,9 @@ class TokenFetcher:
             and basic_encodings_differ(config.client_id, config.client_secret or "")
         )
 
-    def _fetch_once(self, deadline: float, *, raw: bool) -> GrantedToken:
-        """One token request; ``raw``: Basic credentials without the RFC's form-encoding."""
+    def _fetch_once(self, deadline: float, *, raw: bool, nonce: str | None) -> GrantedToken:
+        """One token request; ``raw``: Basic credentials without the RFC's form-encoding;
+        ``nonce``: the DPoP nonce for the proof."""
         config = self._config
         session = self._session_for_this_process()
         attempt = _Attempt(self, deadline)
@@ -167,6 +201,7 @@ class TokenFetcher:
                 # name can steer Authlib (``method``, ``timeout``, ``headers``...).
                 body=urlencode(config.form),
                 grant_type="client_credentials",
+                headers=self._headers(nonce),
                 auth=session.client_auth(raw_basic) if raw else None,
                 timeout=min(config.timeout, max(deadline - time.monotonic(), 0.1)),
                 verify=config.verify,
@@ -210,6 +245,13 @@ class TokenFetcher:
         kind = InvalidTokenResponse if attempt.granted else TokenError
         raise kind(f"token request to {self._host} failed inside Authlib ({failure})")
 
+    def _headers(self, nonce: str | None) -> dict[str, str] | None:
+        """Authlib's own headers, and a fresh DPoP proof when the client has a key."""
+        key = self._config.dpop_key
+        if key is None:
+            return None
+        return {**DEFAULT_HEADERS, "DPoP": key.proof("POST", self._config.token_url, nonce=nonce)}
+
     def _session_for_this_process(self) -> OAuth2Session:
         if self._session is None or self._session_pid != os.getpid():
             config = self._config
@@ -231,6 +273,8 @@ class TokenFetcher:
 
     def take_answer(self, response: requests.Response, deadline: float) -> GrantedToken:
         """Read the answer (bounded), judge it, and leave Authlib a clean copy."""
+        if self._nonces is not None:  # the newest nonce wins, whatever the answer
+            self._nonces.remember(self._config.token_url, response.headers.get("DPoP-Nonce"))
         body: bytes | None = None
         try:
             body = _read_body(response, deadline, self._host)
@@ -297,7 +341,7 @@ class TokenFetcher:
             )
         if rate_limit is not None and any(bucket.is_low for bucket in rate_limit.quotas):
             logger.warning("the M2M token quota runs low: %s", rate_limit)
-        return _granted(payload, mask, status)
+        return _granted(payload, mask, status, self._config.token_type)
 
 
 class _Attempt:
@@ -397,11 +441,11 @@ def _fit_for_message(text: str, mask: _Masker, limit: int) -> str:
     return text[:limit]
 
 
-def _granted(payload: dict[str, Any], mask: _Masker, status: int) -> GrantedToken:
+def _granted(payload: dict[str, Any], mask: _Masker, status: int, token_type: str) -> GrantedToken:
     """The token, or an :class:`InvalidTokenResponse` whose text quotes no credential
     (the server's ``token_type``, say, may be an echo of the secret)."""
     try:
-        return granted_token(payload)
+        return granted_token(payload, token_type=token_type)
     except InvalidTokenResponse as exc:
         message = _fit_for_message(str(exc), mask, 500)
     except (ArithmeticError, ValueError, TypeError, RecursionError) as exc:
@@ -457,6 +501,7 @@ def _sent_credentials(request: requests.PreparedRequest) -> list[str]:
     found.append(form.get("client_assertion", "").rpartition(".")[2])  # its signature alone
     _, _, authorization = request.headers.get("Authorization", "").partition(" ")
     found.append(authorization.strip().rstrip("="))  # unpadded: echoes may drop "="
+    found.append(request.headers.get("DPoP", ""))  # a proof is not for logs either
     return found
 
 

@@ -79,8 +79,13 @@ class GrantedToken:
         return fingerprint(self.access_token)
 
 
-def granted_token(payload: Mapping[str, Any]) -> GrantedToken:
-    """Validate a successful token response (RFC 6749 section 5.1).
+def granted_token(
+    payload: Mapping[str, Any],
+    *,
+    token_type: str = "Bearer",  # noqa: S107  (a token type, not a password)
+) -> GrantedToken:
+    """Validate a successful token response (RFC 6749 section 5.1) of ``token_type``
+    (``"Bearer"``, or ``"DPoP"`` for a client that sent a DPoP proof; any case).
 
     ``expires_in`` may be a number or a decimal string (some servers send
     ``"3600"``); beyond :data:`MAX_LIFETIME` it is read as that. When the
@@ -95,27 +100,39 @@ def granted_token(payload: Mapping[str, Any]) -> GrantedToken:
     access_token = payload.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise InvalidTokenResponse("token response has no access_token")
-    _require_bearer(payload.get("token_type"))
+    _require_token_type(payload.get("token_type"), token_type)
     _require_sendable(access_token)
     stated = _seconds(payload.get("expires_in"))
     return GrantedToken(access_token, _seconds_left(stated, _jwt_claims(access_token)))
 
 
-def _require_bearer(token_type: object) -> None:
-    """Refuse any other token type, quoting the server's text only when it is a
-    short name (``'mac'``, ``'DPoP'``): anything else could be an echo of a
-    credential or carry line breaks into a log."""
-    if isinstance(token_type, str) and token_type.lower() == "bearer":
+def _require_token_type(given: object, expected: str) -> None:
+    """Refuse a token of another type than the client asked for, quoting the server's
+    text only when it is a short name (``'mac'``, ``'DPoP'``): anything else could be
+    an echo of a credential or carry line breaks into a log.
+
+    A Bearer answer to a DPoP request is refused too: the server ignored the proof,
+    and the token it gave works for whoever holds it, which is what the user chose
+    DPoP to avoid.
+    """
+    if isinstance(given, str) and given.lower() == expected.lower():
         return
-    if not isinstance(token_type, str):
-        shown = f"of type {type(token_type).__name__}"
-    elif _TOKEN_TYPE_NAME.fullmatch(token_type):
-        shown = repr(token_type)
+    if not isinstance(given, str):
+        shown = f"of type {type(given).__name__}"
+    elif _TOKEN_TYPE_NAME.fullmatch(given):
+        shown = repr(given)
     else:
         shown = "that is not a token type name"
-    raise InvalidTokenResponse(
-        f"token response has a token_type {shown}; only Bearer tokens are supported"
-    )
+    if expected.lower() == "dpop":
+        hint = (
+            "this client sent a DPoP proof and accepts only DPoP-bound tokens; enable DPoP "
+            "for the client at the server, or drop dpop= to use bearer tokens"
+        )
+    elif isinstance(given, str) and given.lower() == "dpop":
+        hint = "the server binds this client's tokens with DPoP: set dpop=True (or a key)"
+    else:
+        hint = "only Bearer and DPoP tokens are supported"
+    raise InvalidTokenResponse(f"token response has a token_type {shown}; {hint}")
 
 
 def _require_sendable(access_token: str) -> None:

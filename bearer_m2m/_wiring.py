@@ -1,4 +1,5 @@
-"""How one ``ClientCredentialsAuth`` is put together: fetcher, shared cache, token source.
+"""How one ``ClientCredentialsAuth`` is put together: fetcher, shared cache, token source,
+and the scheme its adapters use.
 
 The facade only validates and keeps its options; this is the one place that
 decides what sits between the token source and the token endpoint, and how long
@@ -12,6 +13,7 @@ import functools
 from typing import TYPE_CHECKING
 
 from ._fetcher import TokenFetcher
+from ._scheme import Bearer
 from ._source import Fetch, TokenSource
 
 if TYPE_CHECKING:
@@ -45,3 +47,15 @@ def token_source(
         obtain = functools.partial(shared.obtain, fetcher.fetch)
         wait_limit += shared.lock_timeout
     return TokenSource(obtain, policy, wait_limit=wait_limit)
+
+
+def scheme_for(config: ClientConfig) -> Bearer:
+    """How the adapters put the token on requests: DPoP when the client has a key,
+    with a nonce store of its own for the APIs (the fetcher keeps the token
+    endpoint's)."""
+    if config.dpop_key is None:
+        return Bearer()
+    from ._dpop import NonceStore
+    from ._scheme import DPoP
+
+    return DPoP(config.dpop_key, NonceStore())

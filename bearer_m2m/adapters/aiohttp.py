@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .._exchange import BEARER, Exchange, settled
+from .._exchange import Exchange, settled
 
 if TYPE_CHECKING:
+    from .._scheme import Bearer
     from .._source import TokenSource
 
 _AUTHORIZATION = "Authorization"
@@ -44,8 +45,11 @@ _pending_hop: ContextVar[_Hop | None] = ContextVar("bearer_m2m_aiohttp_hop", def
 class AiohttpMiddleware:
     """``await middleware(request, handler)``: the token, and one replay after a 401."""
 
-    def __init__(self, source: TokenSource, check_url: Callable[[str], None]) -> None:
+    def __init__(
+        self, source: TokenSource, scheme: Bearer, check_url: Callable[[str], None]
+    ) -> None:
         self._source = source
+        self._scheme = scheme
         self._check_url = check_url
 
     def __repr__(self) -> str:
@@ -67,8 +71,8 @@ class AiohttpMiddleware:
         if url.scheme != "https":
             self._check_url(str(url))
         sent = self._source.current() or await self._source.atoken()
-        request.headers[_AUTHORIZATION] = BEARER + sent
-        response = await handler(request)
+        self._scheme.authorize(request.headers, request.method, url, sent)
+        response = await self._send(request, handler)
         if not settled(self._source, sent, response.status):
             response = await self._after_401(request, handler, response, sent, replayed)
         elif response.status in _REDIRECTS:
@@ -84,20 +88,32 @@ class AiohttpMiddleware:
         replayed: bool,
     ) -> Any:
         """The exchange: at most one replay, whose answer (a redirect, say) is noted."""
-        exchange = Exchange(self._source, sent, replayed=replayed)
-        while exchange.wants_replacement(
-            response.status, request.headers.get(_AUTHORIZATION), _can_resend, request
+        exchange = Exchange(self._source, self._scheme, sent, replayed=replayed)
+        while exchange.wants_replay(
+            response.status,
+            request.headers.get(_AUTHORIZATION),
+            response.headers,
+            _can_resend,
+            request,
         ):
-            replacement = await self._source.atoken_after_rejection(exchange.sent)
-            header = exchange.replay_header(replacement)
-            if header is None:
+            replacement = None
+            if exchange.needs_new_token:
+                replacement = await self._source.atoken_after_rejection(exchange.sent)
+            token = exchange.replay_token(replacement)
+            if token is None:
                 break
             response.release()
             request.update_cookies(response.cookies)
-            request.headers[_AUTHORIZATION] = header
-            response = await handler(request)
+            self._scheme.authorize(request.headers, request.method, request.url, token)
+            response = await self._send(request, handler)
         if response.status in _REDIRECTS:
             _note_redirect(_Hop(None, None, exchange.replayed), request, response)
+        return response
+
+    async def _send(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
+        response = await handler(request)
+        if self._scheme.proves_requests:
+            self._scheme.heard(response.url, response.headers)
         return response
 
 

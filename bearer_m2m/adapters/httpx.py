@@ -8,6 +8,11 @@ the two names are one package, and so one adapter.
 
 ``sync_auth_flow`` and ``async_auth_flow`` are overridden directly, as httpx's
 docs advise for auth that does I/O: one generator per request, not two.
+
+httpx follows redirects inside the auth flow, so the flow sees only the last
+hop's answer, and a replay goes to the request that drew it: for a DPoP proof,
+which httpx carries on to every hop as it found it, that is the one URL a new
+proof can be right for.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .._exchange import BEARER, Exchange, settled
+from .._exchange import Exchange, settled
 
 if TYPE_CHECKING:
+    from .._scheme import Bearer
     from .._source import TokenSource
 
 _AUTHORIZATION = "Authorization"
@@ -28,50 +34,70 @@ class HttpxAuth:
     """The flows of one package (``httpx`` or ``httpx2``)."""
 
     def __init__(
-        self, source: TokenSource, check_url: Callable[[str], None], package: ModuleType
+        self,
+        source: TokenSource,
+        scheme: Bearer,
+        check_url: Callable[[str], None],
+        package: ModuleType,
     ) -> None:
         self._source = source
+        self._scheme = scheme
         self._check_url = check_url
         self._cookies: Any = package.Cookies
         self._request_not_read: type[Exception] = package.RequestNotRead
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
-        if request.url.scheme != "https":
-            self._check_url(str(request.url))
+        self._check(request)
         sent = self._source.token()
-        request.headers[_AUTHORIZATION] = BEARER + sent
+        self._scheme.authorize(request.headers, request.method, request.url, sent)
         response = yield request
-        if settled(self._source, sent, response.status_code):
-            return
-        exchange = Exchange(self._source, sent)
-        while self._wants_replacement(exchange, request, response):
-            header = exchange.replay_header(self._source.token_after_rejection(exchange.sent))
-            if header is None:
+        exchange = self._exchange(sent, response)
+        while exchange is not None and self._wants_replay(exchange, response):
+            replacement = None
+            if exchange.needs_new_token:
+                replacement = self._source.token_after_rejection(exchange.sent)
+            token = exchange.replay_token(replacement)
+            if token is None:
                 return
-            response = yield self._replay(request, response, header)
+            response = yield self._replay(response, token)
 
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
+        self._check(request)
+        sent = self._source.current() or await self._source.atoken()
+        self._scheme.authorize(request.headers, request.method, request.url, sent)
+        response = yield request
+        exchange = self._exchange(sent, response)
+        while exchange is not None and self._wants_replay(exchange, response):
+            replacement = None
+            if exchange.needs_new_token:
+                replacement = await self._source.atoken_after_rejection(exchange.sent)
+            token = exchange.replay_token(replacement)
+            if token is None:
+                return
+            response = yield self._replay(response, token)
+
+    def _check(self, request: Any) -> None:
         if request.url.scheme != "https":
             self._check_url(str(request.url))
-        sent = self._source.current() or await self._source.atoken()
-        request.headers[_AUTHORIZATION] = BEARER + sent
-        response = yield request
-        if settled(self._source, sent, response.status_code):
-            return
-        exchange = Exchange(self._source, sent)
-        while self._wants_replacement(exchange, request, response):
-            replacement = await self._source.atoken_after_rejection(exchange.sent)
-            header = exchange.replay_header(replacement)
-            if header is None:
-                return
-            response = yield self._replay(request, response, header)
 
-    def _wants_replacement(self, exchange: Exchange, request: Any, response: Any) -> bool:
+    def _exchange(self, sent: str, response: Any) -> Exchange | None:
+        """The exchange for an answer that needs a decision (a 401), else ``None``."""
+        if self._scheme.proves_requests:
+            self._scheme.heard(response.url, response.headers)
+        if settled(self._source, sent, response.status_code):
+            return None
+        return Exchange(self._source, self._scheme, sent)
+
+    def _wants_replay(self, exchange: Exchange, response: Any) -> bool:
         # After redirects, response.request is the last hop: httpx dropped our
         # header if that hop went to another origin.
-        answered_authorization = response.request.headers.get(_AUTHORIZATION)
-        return exchange.wants_replacement(
-            response.status_code, answered_authorization, self._can_resend, request
+        answered = response.request
+        return exchange.wants_replay(
+            response.status_code,
+            answered.headers.get(_AUTHORIZATION),
+            response.headers,
+            self._can_resend,
+            answered,
         )
 
     def _can_resend(self, request: Any) -> bool:
@@ -82,9 +108,11 @@ class HttpxAuth:
             return False
         return True
 
-    def _replay(self, request: Any, response: Any, header: str) -> Any:
-        """The request again, with ``header`` and any cookies the 401 set (as DigestAuth)."""
+    def _replay(self, response: Any, token: str) -> Any:
+        """The request that drew ``response`` again, with ``token`` and any cookies the
+        401 set (as DigestAuth does)."""
+        request = response.request
         if response.cookies:
             self._cookies(response.cookies).set_cookie_header(request)
-        request.headers[_AUTHORIZATION] = header
+        self._scheme.authorize(request.headers, request.method, request.url, token)
         return request

@@ -87,8 +87,8 @@ class _Stored:
 class SharedTokens:
     """One client's tokens in a shared cache, encrypted and bound to the client.
 
-    The cache key names the token URL, client, audience, organization, scope and
-    resource (hashed: never the secret); the same fields are the AES-GCM
+    The cache key names the token URL, client, audience, organization, scope,
+    resource and DPoP key thumbprint (hashed: never the secret); the same fields are the AES-GCM
     associated data, so a blob copied under another client's key does not open.
     """
 
@@ -296,8 +296,14 @@ def _layers_of(cache: TokenCache) -> tuple[TokenCache, ...]:
 
 
 def cache_key(config: ClientConfig) -> str:
-    """A name for one client's tokens that reveals nothing, the secret least of all."""
+    """A name for one client's tokens that reveals nothing, the secret least of all.
+
+    A DPoP-bound token is useless without its key, so the key's thumbprint is part of
+    the name: processes share a token only when they share the key.
+    """
     fields = [config.token_url, config.client_id, config.auth_method, sorted(config.form.items())]
+    if config.dpop_key is not None:
+        fields.append(["dpop", config.dpop_key.thumbprint])
     digest = hashlib.sha256(json.dumps(fields).encode()).hexdigest()
     return f"bearer_m2m:{digest[:40]}"
 
