@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import configparser
 import contextlib
-import datetime
 import json
-import logging
 import math
 import os
 import sys
@@ -39,6 +36,8 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    import configparser
+
     from ._auth import ClientCredentialsAuth
     from ._policy import RetryPolicy
 
@@ -305,6 +304,8 @@ def _library_warnings_on(stream: TextIO) -> Iterator[None]:
     """Show the library's warnings (a failing cache, a retried token request) on
     ``stream`` as the command's own, one line each and never with a traceback
     (the library logs none, and its messages hold no secret or token)."""
+    import logging
+
     handler = logging.StreamHandler(stream)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("bearer-m2m: warning: %(message)s"))
@@ -368,6 +369,8 @@ def _stdin_line(what: str) -> str:
 def _config_file(path: str) -> Mapping[str, str]:
     """The ``[bearer_m2m]`` section of an INI file; every way the file can be wrong is a
     ConfigurationError that names the line, never what it holds (a secret, maybe)."""
+    import configparser
+
     parser = configparser.ConfigParser(interpolation=None)
     try:
         with open(path, "rb") as file:
@@ -392,6 +395,8 @@ def _config_problem(error: configparser.Error) -> str:
     """What is wrong with an INI file, by line number. configparser's own messages
     quote the offending line, which may be a secret; key names are shown only when
     they are settings, as a secret typed in the wrong place could be a key too."""
+    import configparser
+
     from ._env import KNOWN
 
     if isinstance(error, configparser.DuplicateOptionError):
@@ -504,6 +509,8 @@ def _instant(value: object, past: str) -> str:
         return "not a usable time (a number too large for any date)"
     if not math.isfinite(seconds):
         return "not a usable time (not a finite number)"
+    import datetime
+
     try:
         when = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
     except (OverflowError, OSError, ValueError):
