@@ -228,7 +228,11 @@ def _token(args: argparse.Namespace, out: TextIO) -> int:
     auth = _auth_from(args)
     token = auth.token()
     if args.json:
-        answer = {"access_token": token, "token_type": "Bearer", "expires_at": _expires_at(auth)}
+        answer = {
+            "access_token": token,
+            "token_type": auth._config.token_type,  # Bearer, or DPoP with a DPoP key
+            "expires_at": _expires_at(auth),
+        }
         print(json.dumps(answer), file=out)
     else:
         print(token, file=out)
