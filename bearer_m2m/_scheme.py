@@ -89,7 +89,7 @@ class DPoP(Bearer):
 
     def authorize(self, headers: Headers, method: str, url: URL, token: str) -> None:
         headers[AUTHORIZATION] = self._prefix + token
-        headers[DPOP] = self._proof(method, url, token)
+        headers[DPOP] = self._proof(method, str(url), token)
 
     def replay_for(self, headers: Any) -> Replay | None:
         from ._dpop import dpop_challenge, is_valid_nonce

@@ -45,6 +45,7 @@ class HttpxAuth:
         self._check_url = check_url
         self._cookies: Any = package.Cookies
         self._request_not_read: type[Exception] = package.RequestNotRead
+        self._byte_stream: type = package.ByteStream
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         self._check(request)
@@ -101,11 +102,15 @@ class HttpxAuth:
         )
 
     def _can_resend(self, request: Any) -> bool:
-        """Whether httpx holds the body in memory (streamed bodies cannot be sent twice)."""
+        """Whether httpx holds the body in memory (streamed bodies cannot be sent twice).
+
+        A redirect's request shares the body of the request redirected, in the
+        stream httpx keeps in memory when it was given as bytes, without reading
+        it into ``content``."""
         try:
             request.content  # noqa: B018  (raises RequestNotRead for a stream)
         except self._request_not_read:
-            return False
+            return isinstance(request.stream, self._byte_stream)
         return True
 
     def _replay(self, response: Any, token: str) -> Any:
