@@ -12,6 +12,11 @@ objects built outside the timed loop; nothing is sent during the timed loops:
 * aiohttp:       ``await auth.aiohttp_middleware(client_request, handler)``, the
   handler answering 200 at once (the middleware's whole cost, the answer included)
 
+Each family also times the same auth with ``dpop=True`` (ES256): a DPoP proof
+signed per request, compared with the Bearer row of the same run. Its warm-up
+checks that the token is DPoP-bound (the local server verified the proof of the
+token request); the proofs timed here are for ``API_URL`` and are not sent.
+
 Each contender is compared with a static-header auth measured in the same run
 (the floor). For the httpx lines there are two floors of the same shape: the
 idiomatic ``auth_flow`` (which httpx wraps in a second generator) and an
@@ -145,6 +150,8 @@ class Contender:
     fetches_on_first_call: bool = True
     alt_floor: bool = False  # a second, leaner floor also compared with
     target_us: float | None = None
+    #: The Bearer row this DPoP row is compared with.
+    bearer: Contender | None = None
     #: For coroutine steps: runs a coroutine to its end on the family's event loop.
     run: Callable[[Awaitable[Any]], Any] | None = None
     samples_ns: list[float] = field(default_factory=list)
@@ -204,9 +211,14 @@ def warm_up(contender: Contender, servers: Servers) -> None:
         one_call(contender, contender.make_batch(1)[0])
     fetched = servers.token.token_requests - before
     header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
+    if contender.bearer is not None:
+        if not header.startswith("DPoP ") or "DPoP" not in request.headers:
+            raise RuntimeError("no DPoP token and proof on the request")
+        if servers.token.dpop_proofs_accepted == 0:
+            contender.note += " [the token endpoint accepted no proof]"
+    elif not header.startswith("Bearer "):
         raise RuntimeError(f"unexpected Authorization header {header[:20]!r}")
-    if not (contender.is_floor or contender.alt_floor) and not servers.accepts(header):
+    elif not (contender.is_floor or contender.alt_floor) and not servers.accepts(header):
         contender.note += " [the API refused its token]"
     expected = 1 if contender.fetches_on_first_call and not contender.is_floor else 0
     if fetched != expected:
@@ -270,9 +282,13 @@ def requests_contenders(servers: Servers) -> list[Contender]:
     batch = requests_batch(API_URL)
     floor = StaticRequestsAuth()
     ours = ClientCredentialsAuth(servers.token_url, **servers.credentials, audience=AUDIENCE)
+    bearer = Contender(
+        "bearer_m2m ClientCredentialsAuth", ours, batch, target_us=TARGET_REQUESTS_US
+    )
     out = [
         Contender("static header (floor)", floor, batch, is_floor=True),
-        Contender("bearer_m2m ClientCredentialsAuth", ours, batch, target_us=TARGET_REQUESTS_US),
+        bearer,
+        Contender("bearer_m2m, dpop=True (ES256)", dpop_auth(servers), batch, bearer=bearer),
         Contender(
             "bearer_m2m, http://127.0.0.1 API url",
             ours,
@@ -326,6 +342,9 @@ def httpx_line_contenders(name: str) -> Callable[[Servers], list[Contender]]:
         batch = httpx_batch(package, API_URL)
         ours = ClientCredentialsAuth(servers.token_url, **servers.credentials, audience=AUDIENCE)
         two_generators, one_generator = static_httpx_auths(package)
+        bearer = Contender(
+            "bearer_m2m ClientCredentialsAuth", httpx_step(ours), batch, target_us=TARGET_HTTPX_US
+        )
         out = [
             Contender(
                 "static header, auth_flow (floor)",
@@ -341,11 +360,12 @@ def httpx_line_contenders(name: str) -> Callable[[Servers], list[Contender]]:
                 fetches_on_first_call=False,
                 alt_floor=True,
             ),
+            bearer,
             Contender(
-                "bearer_m2m ClientCredentialsAuth",
-                httpx_step(ours),
+                "bearer_m2m, dpop=True (ES256)",
+                httpx_step(dpop_auth(servers)),
                 batch,
-                target_us=TARGET_HTTPX_US,
+                bearer=bearer,
             ),
             Contender(
                 "bearer_m2m, http://127.0.0.1 API url",
@@ -437,6 +457,13 @@ def aiohttp_contenders(servers: Servers) -> list[Contender]:
 
     ours = ClientCredentialsAuth(servers.token_url, **servers.credentials, audience=AUDIENCE)
     batch = batch_for(API_URL)
+    bearer = Contender(
+        "bearer_m2m auth.aiohttp_middleware",
+        step(ours.aiohttp_middleware),
+        batch,
+        target_us=TARGET_AIOHTTP_US,
+        run=run,
+    )
     return [
         Contender(
             "static header middleware (floor)",
@@ -445,11 +472,12 @@ def aiohttp_contenders(servers: Servers) -> list[Contender]:
             is_floor=True,
             run=run,
         ),
+        bearer,
         Contender(
-            "bearer_m2m auth.aiohttp_middleware",
-            step(ours.aiohttp_middleware),
+            "bearer_m2m, dpop=True (ES256)",
+            step(dpop_auth(servers).aiohttp_middleware),
             batch,
-            target_us=TARGET_AIOHTTP_US,
+            bearer=bearer,
             run=run,
         ),
         Contender(
@@ -461,6 +489,12 @@ def aiohttp_contenders(servers: Servers) -> list[Contender]:
             run=run,
         ),
     ]
+
+
+def dpop_auth(servers: Servers) -> ClientCredentialsAuth:
+    return ClientCredentialsAuth(
+        servers.token_url, **servers.credentials, audience=AUDIENCE, dpop=True
+    )
 
 
 def _import_authlib_httpx() -> Any:
@@ -506,6 +540,11 @@ def report(title: str, contenders: list[Contender], fetched: int) -> None:
             print(
                 f"  {'':<{width}}  ↳ vs the leaner floor ({alt.name}): "
                 f"{(med - alt.median_ns) / 1000:+.3f} µs, {med / alt.median_ns:.2f}x"
+            )
+        if c.bearer is not None and c.bearer.samples_ns:
+            print(
+                f"  {'':<{width}}  ↳ DPoP over the Bearer row: "
+                f"{(med - c.bearer.median_ns) / 1000:+.3f} µs, {med / c.bearer.median_ns:.2f}x"
             )
         if c.note:
             print(f"  {'':<{width}}  ↳ {c.note.strip()}")
