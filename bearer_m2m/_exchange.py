@@ -18,7 +18,8 @@ The rules, written once here:
   that drew the 401;
 * a body the client cannot send again (a generator, a consumed stream) is
   never replayed;
-* one replay at most, of either kind: whatever answers it is the caller's answer.
+* one replay at most, of either kind: whatever answers it is the caller's answer;
+  each is told as a :class:`~bearer_m2m._events.Replayed` event.
 
 The cached fast path (set the header, send) stays in the adapters, and so does
 the usual answer: :func:`settled` hears it in one call, and an :class:`Exchange`
@@ -30,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _events as events
 from ._scheme import Replay
 
 if TYPE_CHECKING:
@@ -104,4 +106,5 @@ class Exchange:
                 return None
             self.sent = replacement
         self.replayed = True
+        events.emit(events.Replayed("new_token" if self.needs_new_token else "new_proof"))
         return self.sent

@@ -13,7 +13,6 @@ raises on its own account; if it still does, the error is replaced without its t
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import re
@@ -26,6 +25,7 @@ import urllib3
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.client import DEFAULT_HEADERS
 
+from . import _events as events
 from ._client_auth import (
     basic_credentials,
     basic_encodings_differ,
@@ -46,8 +46,6 @@ from .errors import (
 
 if TYPE_CHECKING:
     from ._dpop import NonceStore
-
-logger = logging.getLogger("bearer_m2m")
 
 #: Statuses that say "try again later" rather than "this request is wrong".
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -107,8 +105,26 @@ class TokenFetcher:
 
     def fetch(self, rejected: str | None = None) -> GrantedToken:
         """A new token from the server (which never hands out ``rejected`` again)."""
+        progress = _Progress(time.monotonic())
+        events.emit(events.FetchStarted(self._host))
         try:
-            return self._fetch_with_retries()
+            granted = self._fetch_with_retries(progress)
+        except BaseException as exc:
+            events.emit(
+                events.FetchFailed(self._host, progress.elapsed(), progress.sent, error=exc)
+            )
+            raise
+        else:
+            events.emit(
+                events.TokenFetched(
+                    self._host,
+                    progress.elapsed(),
+                    progress.sent,
+                    granted.fingerprint,
+                    granted.expires_in,
+                )
+            )
+            return granted
         finally:
             # A token is fetched once per lifetime: a connection kept for the next
             # one would be closed by the server meanwhile, or left open when the
@@ -116,16 +132,15 @@ class TokenFetcher:
             if self._session is not None:
                 self._session.close()
 
-    def _fetch_with_retries(self) -> GrantedToken:
+    def _fetch_with_retries(self, progress: _Progress) -> GrantedToken:
         """At most ``max_attempts`` requests fail transiently before it gives up, and
         no retry starts after the deadline; a request never outlives the deadline
         by more than one read timeout."""
-        started = time.monotonic()
-        deadline = started + self._retry.deadline
+        deadline = progress.started + self._retry.deadline
         raw, tried_other_basic, tried_new_nonce = self._raw_basic, False, False
-        sent = failures = 0
+        failures = 0
         while True:
-            sent += 1
+            progress.sent += 1
             nonce = self._nonce()
             try:
                 granted = self._fetch_once(deadline, raw=raw, nonce=nonce)
@@ -133,31 +148,20 @@ class TokenFetcher:
                 failures += 1
                 delay = self._retry.delay(failures - 1, exc.retry_after, self._rng)
                 if failures >= self._retry.max_attempts or time.monotonic() + delay >= deadline:
-                    raise _gave_up(exc, sent, time.monotonic() - started) from exc
-                logger.warning("token request failed (%s); retrying in %.2f s", exc, delay)
+                    raise _gave_up(exc, progress.sent, progress.elapsed()) from exc
+                events.emit(events.TransientFailure(self._host, exc, delay))
                 time.sleep(delay)
             except TokenRequestRejected as exc:
                 if not tried_new_nonce and self._asks_for_new_nonce(exc, nonce):
                     tried_new_nonce = True
-                    logger.info("token endpoint %s asked for a DPoP nonce; sending it", self._host)
+                    events.emit(events.DPoPNonceRequested(self._host))
                     continue
                 if tried_other_basic or not self._other_basic_may_help(exc):
                     raise
                 tried_other_basic, raw = True, not raw
-                logger.info(
-                    "token endpoint refused client_secret_basic (HTTP %s); trying the %s "
-                    "encoding of the credentials",
-                    exc.status_code,
-                    "raw" if raw else "form-encoded (RFC 6749)",
-                )
+                events.emit(events.BasicEncodingSwitched(self._host, exc.status_code, raw))
             else:
                 self._raw_basic, self._basic_settled = raw, True
-                logger.debug(
-                    "fetched token %s from %s (expires_in=%s)",
-                    granted.fingerprint,
-                    self._host,
-                    granted.expires_in,
-                )
                 return granted
 
     @property
@@ -340,8 +344,22 @@ class TokenFetcher:
                 **details,
             )
         if rate_limit is not None and any(bucket.is_low for bucket in rate_limit.quotas):
-            logger.warning("the M2M token quota runs low: %s", rate_limit)
+            events.emit(events.QuotaLow(rate_limit))
         return _granted(payload, mask, status, self._config.token_type)
+
+
+class _Progress:
+    """How far one fetch has got: when it started and how many requests it has sent
+    (per fetch, like :class:`_Attempt`, so an abandoned fetch shares nothing)."""
+
+    __slots__ = ("sent", "started")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.sent = 0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
 
 class _Attempt:

@@ -8,8 +8,8 @@ threads, asyncio tasks and trio tasks all share the same single flight.
 
 from __future__ import annotations
 
+import contextvars
 import functools
-import logging
 import os
 import threading
 import time
@@ -17,13 +17,12 @@ import weakref
 from collections.abc import Callable
 from dataclasses import replace
 
+from . import _events as events
 from ._flight import Flight
 from ._policy import MAX_SERVER_WAIT, CachedToken, RefreshPolicy
 from ._tokens import GrantedToken, fingerprint
 from ._worker import FetchWorker
 from .errors import TokenEndpointUnavailable, TokenError
-
-logger = logging.getLogger("bearer_m2m")
 
 #: Obtains a token; its argument is a token an API rejected, not to be handed out again
 #: (a shared cache may still hold it).
@@ -108,7 +107,7 @@ class TokenSource:
         try:
             token = self.token()
         except TokenError as exc:
-            _log_no_replacement(exc)
+            events.emit(events.ReplacementFailed(exc))
             return None
         return None if token == rejected else token
 
@@ -118,7 +117,7 @@ class TokenSource:
         try:
             token = await self.atoken()
         except TokenError as exc:
-            _log_no_replacement(exc)
+            events.emit(events.ReplacementFailed(exc))
             return None
         return None if token == rejected else token
 
@@ -149,37 +148,40 @@ class TokenSource:
         they cause one fetch; the others get the replacement.
         """
         with self._lock:
-            cached = self._cached
-            if cached is None or cached.access_token != rejected:
-                return True
-            if self._flight is None:
-                now = self._clock()
-                allowed = self._guard.allows_replacement(
-                    rejected,
-                    proven=rejected != self._unproven
-                    or (cached.has_lived_half(now) and not self._guard.has_struck(rejected)),
-                    now=now,
-                    last_fetch=self._last_fetch,
-                )
-                if not allowed:
-                    self._warn_guard_tripped(rejected)
-                    return False
-            logger.info("token %s was rejected with 401; replacing it", fingerprint(rejected))
-            self._cached = None
-            self._rejected = rejected
-            return True
+            news = self._rejection_of(rejected)
+        if news is not None:  # told outside the lock: a subscriber may take its time
+            events.emit(news)
+        return not isinstance(news, events.QuotaGuardTripped)
 
-    def _warn_guard_tripped(self, rejected: str) -> None:
-        if self._guard_warned != rejected:  # once per token, not once per request
-            self._guard_warned = rejected
-            logger.warning(
-                "token %s was rejected before any request succeeded with it (%d such tokens "
-                "in a row); returning 401s without fetching a new token for up to %.0f s "
-                "(quota guard)",
-                fingerprint(rejected),
-                self._guard.strikes,
-                self._guard.wait_after_strikes(),
+    def _rejection_of(
+        self, rejected: str
+    ) -> events.TokenRejected | events.QuotaGuardTripped | None:
+        """What a 401 to ``rejected`` does, called with the lock held: nothing once another
+        401 has dropped it, else it is dropped, unless the quota guard trips."""
+        cached = self._cached
+        if cached is None or cached.access_token != rejected:
+            return None
+        if self._flight is None:
+            now = self._clock()
+            allowed = self._guard.allows_replacement(
+                rejected,
+                proven=rejected != self._unproven
+                or (cached.has_lived_half(now) and not self._guard.has_struck(rejected)),
+                now=now,
+                last_fetch=self._last_fetch,
             )
+            if not allowed:
+                first = self._guard_warned != rejected  # told once per token, counted per 401
+                self._guard_warned = rejected
+                return events.QuotaGuardTripped(
+                    fingerprint(rejected),
+                    self._guard.strikes,
+                    self._guard.wait_after_strikes(),
+                    first=first,
+                )
+        self._cached = None
+        self._rejected = rejected
+        return events.TokenRejected(fingerprint(rejected))
 
     def _check_in(self) -> str | Flight:
         """Decide, under the lock, what a caller gets: a token to use now, or
@@ -199,10 +201,16 @@ class TokenSource:
             return self._flight or self._take_off()
 
     def _take_off(self) -> Flight:
-        """Start a fetch in the source's worker thread (called with the lock held)."""
+        """Start a fetch in the source's worker thread (called with the lock held).
+
+        The fetch runs in a copy of the caller's context (``contextvars``), so what
+        it reports belongs to the request that needed the token: its OpenTelemetry
+        span, say, is the parent of the fetch's.
+        """
         flight = self._flight = Flight()
         self._last_fetch = self._clock()
-        self._worker.submit(functools.partial(self._fly, flight, self._rejected))
+        caller = contextvars.copy_context()
+        self._worker.submit(functools.partial(caller.run, self._fly, flight, self._rejected))
         return flight
 
     def _fly(self, flight: Flight, rejected: str | None) -> None:
@@ -211,6 +219,7 @@ class TokenSource:
         try:
             granted = self._fetch(rejected)
         except BaseException as exc:
+            kept_current = False
             with self._lock:
                 if self._flight is flight:
                     self._flight = None
@@ -221,9 +230,9 @@ class TokenSource:
                     cached = self._cached
                     if cached is not None and now < cached.expires_at:
                         self._cached = self._policy.after_failed_refresh(cached, now, wait)
-                        logger.warning(
-                            "refreshing the token failed; still using the current one: %s", exc
-                        )
+                        kept_current = True
+            if kept_current:
+                events.emit(events.RefreshFailed(exc))
             flight.finish(error=exc)
         else:
             with self._lock:
@@ -258,10 +267,6 @@ class TokenSource:
             cached = self._cached
             if cached is not None:
                 self._cached = replace(cached, refresh_at=min(cached.refresh_at, self._clock()))
-
-
-def _log_no_replacement(error: TokenError) -> None:
-    logger.warning("no new token after a 401; returning the 401: %s", error)
 
 
 _live_sources: weakref.WeakSet[TokenSource] = weakref.WeakSet()

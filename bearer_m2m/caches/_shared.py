@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import os
 import threading
@@ -30,13 +29,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .. import _events as events
 from .._config import ClientConfig
 from .._policy import MIN_TOKEN_REUSE, RefreshPolicy
 from .._tokens import GrantedToken, granted_token
 from ..errors import ConfigurationError, InvalidTokenResponse
 from ._tiered import TieredCache
-
-logger = logging.getLogger("bearer_m2m")
 
 _T = TypeVar("_T")
 _FORMAT = b"bm1"  # blob format: version, 12-byte nonce, AES-GCM ciphertext and tag
@@ -57,7 +55,7 @@ class TokenCache(Protocol):
 
     ``load`` and ``store`` move opaque, already encrypted blobs; ``refresh_lock``
     is held while one process checks the cache and fetches. Implementations raise
-    whatever their store raises: failures are caught and logged by the caller,
+    whatever their store raises: failures are caught and reported by the caller,
     which then fetches on its own.
     """
 
@@ -102,7 +100,8 @@ class SharedTokens:
         ):
             raise ConfigurationError("a cache's encryption_key must be at least 16 bytes")
         self._aead = AESGCM(_derive_key(cache.encryption_key or _credential_material(config)))
-        self._warned = threading.Event()
+        # Taken by the first failure and never released: exactly one is logged.
+        self._first_failure = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<SharedTokens {self._key} in {self._cache!r}>"
@@ -121,7 +120,7 @@ class SharedTokens:
             lock = self._call(self._cache.refresh_lock, self._key)
             self._call(lock.__enter__)
         except _CacheFailure as failure:
-            self._warn_once(failure)
+            self._failed("lock", failure)
             return fetch()
         try:
             return self._adopt_or_fetch(fetch, avoid)
@@ -129,22 +128,23 @@ class SharedTokens:
             try:
                 lock.__exit__(None, None, None)
             except Exception as exc:  # an expired Redis lock, say: the token is safe anyway
-                self._warn_once(exc)
+                self._failed("unlock", exc)
 
     def _adopt_or_fetch(self, fetch: Callable[[], GrantedToken], avoid: str | None) -> GrantedToken:
         try:
             adopted = self._adoptable(avoid)
         except _CacheFailure as failure:
-            self._warn_once(failure)
-            adopted = None
-        if adopted is not None:
-            logger.debug("adopted token %s from the shared cache", adopted.fingerprint)
-            return adopted
+            self._failed("load", failure)
+        else:
+            if adopted is not None:
+                events.emit(events.CacheAdopted(adopted.fingerprint))
+                return adopted
+            events.emit(events.CacheMissed())
         granted = fetch()
         try:
             self._store(granted)
         except _CacheFailure as failure:
-            self._warn_once(failure)
+            self._failed("store", failure)
         return granted
 
     def _adoptable(self, avoid: str | None) -> GrantedToken | None:
@@ -200,7 +200,7 @@ class SharedTokens:
             try:
                 layer.store(self._key, blob, self._ttl(granted))
             except Exception as exc:  # the token is good all the same
-                self._warn_once(exc)
+                self._failed("store", exc)
                 return
 
     def _store(self, granted: GrantedToken) -> None:
@@ -240,15 +240,11 @@ class SharedTokens:
         except Exception as exc:
             raise _CacheFailure from exc
 
-    def _warn_once(self, error: BaseException) -> None:
+    def _failed(self, operation: str, error: BaseException) -> None:
+        """Tell of a failure at ``operation``: every one counts, the first is also logged."""
         cause = error.__cause__ if isinstance(error, _CacheFailure) else error
-        if not self._warned.is_set():
-            self._warned.set()
-            logger.warning(
-                "the shared token cache %r failed (%s); fetching tokens without it",
-                self._cache,
-                type(cause).__name__,
-            )
+        first = self._first_failure.acquire(blocking=False)
+        events.emit(events.CacheFailed(self._cache, operation, cause or error, first=first))
 
 
 class _CacheFailure(Exception):
