@@ -7,7 +7,8 @@ quietly would let CI go green without ever talking to the server.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 
@@ -51,20 +52,25 @@ PROVIDER_CONFIG = {
 MakeAuth = Callable[..., ClientCredentialsAuth]
 
 
-@pytest.fixture(scope="session")
-def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProvider]:
-    """oidc-provider, installed from the lockfile if needed, for the whole session."""
-    problem: str | None = None
+def start_provider(
+    tmp_path_factory: pytest.TempPathFactory, config: Mapping[str, Any], name: str
+) -> NodeProvider:
+    """An oidc-provider process with ``config``, installed from the lockfile if needed;
+    a missing Node.js or a failed install or start fails the test, with one message."""
     try:
         node, npm = node_tools()
         install_provider(npm)
-        provider = NodeProvider(
-            node, PROVIDER_CONFIG, tmp_path_factory.mktemp("oidc-provider") / "stderr.log"
-        )
+        return NodeProvider(node, config, tmp_path_factory.mktemp(name) / "stderr.log")
     except HarnessError as exc:
         problem = str(exc)
-    if problem is not None:  # failed outside the except block: one message, no chained traceback
-        pytest.fail(problem, pytrace=False)
+    # Failed outside the except block: one message, no chained traceback.
+    pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProvider]:
+    """oidc-provider, installed from the lockfile if needed, for the whole session."""
+    provider = start_provider(tmp_path_factory, PROVIDER_CONFIG, "oidc-provider")
     yield provider
     provider.close()
 
@@ -74,6 +80,24 @@ def orders_api(oidc_provider: NodeProvider) -> Iterator[OrdersApi]:
     api = OrdersApi(oidc_provider, audiences=[ORDERS, CLOCK_2S, CLOCK_3S])
     yield api
     api.close()
+
+
+@pytest.fixture(scope="session")
+def dpop_nonce_api(oidc_provider: NodeProvider) -> Iterator[OrdersApi]:
+    """The orders API on another port, demanding its own DPoP nonce in every proof."""
+    api = OrdersApi(oidc_provider, audiences=[ORDERS], require_dpop_nonce=True)
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def provider_dpop_nonces(oidc_provider: NodeProvider) -> Iterator[NodeProvider]:
+    """The provider demanding a DPoP nonce of every client for the test, and no longer after."""
+    oidc_provider.require_dpop_nonce(True)
+    try:
+        yield oidc_provider
+    finally:
+        oidc_provider.require_dpop_nonce(False)
 
 
 @pytest.fixture

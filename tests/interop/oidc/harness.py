@@ -13,7 +13,10 @@
   token against oidc-provider's JWKS with joserfc (signature, ``typ: at+jwt``,
   issuer, audience, and ``exp`` strictly, with no leeway), answers 401
   ``Bearer error="invalid_token"`` otherwise, and 403 ``insufficient_scope``
-  where a scope is missing.
+  where a scope is missing. A DPoP-bound token (``cnf.jkt``) must come as
+  ``Authorization: DPoP`` with a proof for the request by the token's key,
+  checked by bearer_m2m.testing's ProofVerifier (written apart from the
+  client's proof code), and, on demand, with the API's own nonce.
 
 Nothing here needs pytest: a missing Node.js or a failed install raises
 :class:`HarnessError`, which the fixtures turn into a test failure.
@@ -21,6 +24,7 @@ Nothing here needs pytest: a missing Node.js or a failed install raises
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -32,8 +36,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,8 @@ from filelock import FileLock
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
+
+from bearer_m2m.testing._dpop import Nonces, ProofError, ProofVerifier
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "oidc_provider"
 LOCKFILE = PACKAGE_DIR / "package-lock.json"
@@ -317,6 +323,25 @@ class Answer:
     status: int
     body: dict[str, Any]
     challenge: str | None = None
+    #: The ``DPoP-Nonce`` header of the answer, if any.
+    nonce: str | None = None
+
+
+@dataclass(frozen=True)
+class DPoPRequest:
+    """One request the API received with ``Authorization: DPoP``, and its fate.
+
+    ``proof`` holds the proof's claims as sent (decoded without verification, so that
+    a refused proof can be looked at too); ``error`` is the RFC 9449 / RFC 6750 code
+    of a refusal (``use_dpop_nonce``, ``invalid_dpop_proof``, ``invalid_token``).
+    """
+
+    method: str
+    path: str
+    status: int
+    error: str | None
+    token_jti: str | None
+    proof: dict[str, Any]
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -330,9 +355,30 @@ class OrdersApi:
     the API refuse one token as if it were revoked. ``traffic`` counts answers
     as ``"METHOD /path STATUS"``; ``expired`` counts the 401s given to tokens
     past their ``exp``.
+
+    DPoP (RFC 9449 section 7): a token bound to a key (``cnf.jkt``) is taken only
+    as ``Authorization: DPoP <token>`` with one ``DPoP`` proof that
+    :class:`bearer_m2m.testing._dpop.ProofVerifier` accepts for this request:
+    signed by its header's public ``jwk`` with an asymmetric ``alg``, ``typ:
+    dpop+jwt``, ``htm`` the method, ``htu`` the URL without query, ``iat`` within
+    60 s (5 s ahead), ``ath`` the token's base64url SHA-256, a ``jti`` never seen
+    before, and the key's RFC 7638 thumbprint equal to the token's ``cnf.jkt``.
+    The token is checked first (as for Bearer), then the proof. Refusals are 401
+    ``WWW-Authenticate: DPoP error="..."``. A bound token sent as ``Bearer`` is
+    refused; so is an unbound one sent as ``DPoP``. With ``require_dpop_nonce``
+    every proof must also carry the API's current nonce: without it the answer is
+    401 ``DPoP error="use_dpop_nonce"``, and every answer to a DPoP request brings
+    the current nonce in ``DPoP-Nonce``. ``dpop_requests`` records each DPoP
+    request; a 200 answer to one names the ``token_type`` and the proof's claims.
     """
 
-    def __init__(self, provider: NodeProvider, audiences: Iterable[str]) -> None:
+    def __init__(
+        self,
+        provider: NodeProvider,
+        audiences: Iterable[str],
+        *,
+        require_dpop_nonce: bool = False,
+    ) -> None:
         self.issuer = provider.issuer
         self.audiences = frozenset(audiences)
         with requests.get(provider.jwks_uri, timeout=10) as response:
@@ -342,6 +388,9 @@ class OrdersApi:
         self._traffic: Counter[str] = Counter()
         self._denied: set[str] = set()
         self.expired = 0
+        self._nonces = Nonces() if require_dpop_nonce else None
+        self._proofs = ProofVerifier(nonces=self._nonces)
+        self._dpop_requests: list[DPoPRequest] = []
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
@@ -362,25 +411,72 @@ class OrdersApi:
         with self._lock:
             self._denied.add(jti)
 
-    def answer(self, method: str, path: str, authorization: str | None, body: bytes) -> Answer:
-        """Judge one request: the whole protocol, with no HTTP in it."""
+    # -- DPoP: what a test reads and changes ------------------------------------------
+
+    @property
+    def dpop_nonce(self) -> str | None:
+        """The nonce proofs must carry now (``None``: none demanded)."""
+        return None if self._nonces is None else self._nonces.current()
+
+    def rotate_dpop_nonce(self) -> str:
+        """A new nonce, refusing every one handed out before; returns it."""
+        if self._nonces is None:
+            raise HarnessError("this API demands no DPoP nonce")
+        return self._nonces.rotate()
+
+    def dpop_mark(self) -> int:
+        """A position in the DPoP request record: pass it to :meth:`dpop_requests`."""
+        with self._lock:
+            return len(self._dpop_requests)
+
+    def dpop_requests(self, since: int = 0) -> list[DPoPRequest]:
+        with self._lock:
+            return self._dpop_requests[since:]
+
+    # -- judging requests -----------------------------------------------------------
+
+    def answer(
+        self,
+        method: str,
+        path: str,
+        authorization: str | None,
+        body: bytes,
+        dpop: Sequence[str] = (),
+    ) -> Answer:
+        """Judge one request: the whole protocol, with no HTTP in it. ``dpop`` holds
+        the request's ``DPoP`` header fields."""
         scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() == "dpop" and token:
+            return self._dpop_answer(method, path, token, body, dpop)
         if scheme.lower() != "bearer" or not token:
             return Answer(401, {"error": "no token"}, 'Bearer realm="orders"')
         claims, problem = self._verify(token)
+        if problem is None and _bound_key(claims) is not None:
+            problem = "DPoP-bound token sent as Bearer"
         if problem is not None:
-            return Answer(
-                401,
-                # exp, jti and the API's clock: for diagnosing a refusal (no secret).
-                {
-                    "error": "invalid_token",
-                    "error_description": problem,
-                    "exp": claims.get("exp"),
-                    "jti": claims.get("jti"),
-                    "at": round(time.time(), 3),
-                },
-                f'Bearer realm="orders", error="invalid_token", error_description="{problem}"',
-            )
+            return self._refused(claims, problem)
+        return self._granted(method, path, claims, body)
+
+    def _refused(
+        self, claims: dict[str, Any], problem: str, scheme: str = "Bearer", error: str = ""
+    ) -> Answer:
+        error = error or "invalid_token"
+        return Answer(
+            401,
+            # exp, jti and the API's clock: for diagnosing a refusal (no secret).
+            {
+                "error": error,
+                "error_description": problem,
+                "exp": claims.get("exp"),
+                "jti": claims.get("jti"),
+                "at": round(time.time(), 3),
+            },
+            f'{scheme} realm="orders", error="{error}", error_description="{problem}"',
+        )
+
+    def _granted(
+        self, method: str, path: str, claims: dict[str, Any], body: bytes, **extra: Any
+    ) -> Answer:
         scopes = set(str(claims.get("scope", "")).split())
         if path.startswith("/write") and "orders:write" not in scopes:
             return Answer(
@@ -389,7 +485,48 @@ class OrdersApi:
                 'Bearer realm="orders", error="insufficient_scope", scope="orders:write"',
             )
         echo = json.loads(body) if body else None
-        return Answer(200, {"path": path, "method": method, "claims": claims, "echo": echo})
+        return Answer(
+            200, {"path": path, "method": method, "claims": claims, "echo": echo, **extra}
+        )
+
+    def _dpop_answer(
+        self, method: str, path: str, token: str, body: bytes, values: Sequence[str]
+    ) -> Answer:
+        """RFC 9449 section 7.1: the token first (an expired one is told as such), then
+        the proof, which must be by the token's key and for this very request."""
+        claims, problem = self._verify(token)
+        error = "invalid_token"
+        bound_key = _bound_key(claims)
+        if problem is None and bound_key is None:
+            problem = "the token is not DPoP-bound"
+        if problem is None:
+            try:
+                self._proofs.verify(
+                    values,
+                    method=method,
+                    url=self.url + path,
+                    access_token=token,
+                    bound_to=bound_key,
+                )
+            except ProofError as refusal:
+                problem, error = str(refusal), refusal.error
+        proof = _unverified_claims(values[0]) if len(values) == 1 else {}
+        answer = (
+            self._granted(method, path, claims, body, token_type="DPoP", proof=proof)
+            if problem is None
+            else self._refused(claims, problem, "DPoP", error)
+        )
+        record = DPoPRequest(
+            method,
+            path,
+            answer.status,
+            None if problem is None else error,
+            claims.get("jti"),
+            proof,
+        )
+        with self._lock:
+            self._dpop_requests.append(record)
+        return replace(answer, nonce=self.dpop_nonce)
 
     def _verify(self, token: str) -> tuple[dict[str, Any], str | None]:
         try:
@@ -428,7 +565,13 @@ class OrdersApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 path = self.path.split("?", 1)[0]
-                answer = api.answer(self.command, path, self.headers.get("Authorization"), body)
+                answer = api.answer(
+                    self.command,
+                    path,
+                    self.headers.get("Authorization"),
+                    body,
+                    self.headers.get_all("DPoP") or [],
+                )
                 with api._lock:
                     api._traffic[f"{self.command} {path} {answer.status}"] += 1
                 payload = json.dumps(answer.body).encode()
@@ -437,6 +580,8 @@ class OrdersApi:
                 self.send_header("Content-Length", str(len(payload)))
                 if answer.challenge is not None:
                     self.send_header("WWW-Authenticate", answer.challenge)
+                if answer.nonce is not None:
+                    self.send_header("DPoP-Nonce", answer.nonce)
                 self.end_headers()
                 self.wfile.write(payload)
 
@@ -448,16 +593,50 @@ class OrdersApi:
 # -- DPoP proofs, made by hand ------------------------------------------------------
 
 
-def dpop_proof(key: ECKey, method: str, url: str, *, nonce: str | None = None) -> str:
-    """An RFC 9449 proof for ``method url``, made here without bearer_m2m: it shows
-    that the provider's DPoP configuration works, whatever the library does."""
+def dpop_proof(
+    key: ECKey,
+    method: str,
+    url: str,
+    *,
+    nonce: str | None = None,
+    access_token: str | None = None,
+    jti: str | None = None,
+) -> str:
+    """An RFC 9449 proof for ``method url`` by a P-256 key (ES256), made here
+    without bearer_m2m: it shows that the provider's DPoP configuration and the
+    API's checks work, whatever the library does. ``access_token`` adds its
+    ``ath``; ``jti`` reuses one (for replays)."""
     claims: dict[str, Any] = {
-        "jti": secrets.token_urlsafe(16),
+        "jti": jti or secrets.token_urlsafe(16),
         "htm": method,
         "htu": url,
         "iat": int(time.time()),
     }
     if nonce is not None:
         claims["nonce"] = nonce
+    if access_token is not None:
+        digest = hashlib.sha256(access_token.encode("ascii")).digest()
+        claims["ath"] = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
     header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": key.as_dict(private=False)}
     return jwt.encode(header, claims, key, algorithms=["ES256"])
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """A JWT's claims, unverified: for looking, not trusting."""
+    return _unverified_claims(token)
+
+
+def _unverified_claims(compact: str) -> dict[str, Any]:
+    try:
+        segment = compact.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _bound_key(claims: Mapping[str, Any]) -> str | None:
+    """The thumbprint a token is bound to (RFC 9449 section 6, ``cnf.jkt``), if any."""
+    confirmation = claims.get("cnf")
+    jkt = confirmation.get("jkt") if isinstance(confirmation, dict) else None
+    return jkt if isinstance(jkt, str) else None

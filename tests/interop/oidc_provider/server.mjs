@@ -21,7 +21,9 @@
 //   {"scopes": ["orders:read", ...],                       scopes the provider knows
 //    "resources": {"https://orders.example.test/": {"scope": "orders:read orders:write", "ttl": 300}},
 //    "clients": [<client metadata>, ...],                  as for POST /_harness/clients
-//    "dpop": {"requireNonce": false}}
+//    "dpop": {"requireNonce": false,
+//             "algorithms": ["ES256", ...]}}               dpop_signing_alg_values_supported
+//                                                          (default: DPOP_ALGORITHMS below)
 //
 // Test-only endpoints (loopback only; nothing in them is secret-bearing):
 //   POST /_harness/clients   {"metadata": {client metadata}, "require_dpop_nonce": false}
@@ -31,7 +33,10 @@
 //                            client_id, client_auth (how it authenticated: client_secret_basic,
 //                            client_secret_post, client_assertion or none), status, error,
 //                            token_type, resource, scope, dpop (a DPoP header was sent),
-//                            dpop_nonce_sent (the proof carried a nonce), dpop_nonce_issued
+//                            dpop_alg (the proof's alg), dpop_nonce_sent (the proof carried
+//                            a nonce), dpop_nonce (that nonce), dpop_nonce_issued (the answer
+//                            had a DPoP-Nonce), dpop_nonce_given (its value). DPoP nonces are
+//                            public values (RFC 9449 section 8), not secrets.
 //   POST /_harness/dpop      {"requireNonce": true|false}: the provider-wide nonce requirement
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -147,7 +152,7 @@ function buildProvider(issuer) {
     scopes: config.scopes ?? DEFAULT_SCOPES,
     clients: [],
     cookies: { keys: [randomBytes(32).toString('base64url')] },
-    enabledJWA: { dPoPSigningAlgValues: DPOP_ALGORITHMS },
+    enabledJWA: { dPoPSigningAlgValues: config.dpop?.algorithms ?? DPOP_ALGORITHMS },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -177,14 +182,15 @@ function clientAuthOf(ctx) {
   return 'none';
 }
 
-function dpopNonceSent(ctx) {
+// The proof's header and claims as sent, unverified: for the record only (oidc-provider judges it).
+function dpopProofParts(ctx) {
   const proof = ctx.get('dpop');
-  if (!proof) return false;
+  if (!proof) return [{}, {}];
   try {
-    const payload = JSON.parse(Buffer.from(proof.split('.')[1], 'base64url').toString('utf8'));
-    return typeof payload.nonce === 'string';
+    return proof.split('.').slice(0, 2)
+      .map((part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8')));
   } catch {
-    return false;
+    return [{}, {}];
   }
 }
 
@@ -194,6 +200,9 @@ async function recordTokenRequests(ctx, next) {
   if (ctx.oidc?.route !== 'token') return;
   const body = typeof ctx.body === 'object' && ctx.body !== null ? ctx.body : {};
   const params = ctx.oidc.params ?? {};
+  const [proofHeader, proofClaims] = dpopProofParts(ctx);
+  const nonce = typeof proofClaims.nonce === 'string' ? proofClaims.nonce : null;
+  const nonceGiven = ctx.response.get('dpop-nonce') || null;
   tokenRequests.push({
     client_id: ctx.oidc.client?.clientId ?? params.client_id ?? null,
     client_auth: clientAuthOf(ctx),
@@ -204,8 +213,11 @@ async function recordTokenRequests(ctx, next) {
     resource: params.resource ?? null,
     scope: body.scope ?? null,
     dpop: Boolean(ctx.get('dpop')),
-    dpop_nonce_sent: dpopNonceSent(ctx),
-    dpop_nonce_issued: Boolean(ctx.response.get('dpop-nonce')),
+    dpop_alg: typeof proofHeader.alg === 'string' ? proofHeader.alg : null,
+    dpop_nonce_sent: nonce !== null,
+    dpop_nonce: nonce,
+    dpop_nonce_issued: nonceGiven !== null,
+    dpop_nonce_given: nonceGiven,
   });
 }
 
