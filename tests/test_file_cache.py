@@ -395,6 +395,7 @@ def test_the_file_is_private_and_replaced_atomically(
     path.write_text('{"someone": "else"}')
     path.chmod(0o644)
     other_client = m2m_server.register_client()
+    m2m_server.add_audience("https://other.example")  # another API of the tenant
     auths = [
         make_auth(m2m_server, m2m_api, FileCache(path)),
         make_auth(m2m_server, m2m_api, FileCache(path), client=other_client),
@@ -634,6 +635,7 @@ def test_other_clients_audiences_and_organizations_get_their_own_tokens(
     m2m_server: AuthorizationServer, m2m_api: ProtectedAPI, path: Path
 ) -> None:
     other_client = m2m_server.register_client()
+    m2m_server.add_audience("https://other.example")  # another API of the tenant
     kinds: dict[str, Callable[[], ClientCredentialsAuth]] = {
         "main": lambda: make_auth(m2m_server, m2m_api, FileCache(path)),
         "other client": lambda: make_auth(

@@ -50,13 +50,13 @@ def rsa_private() -> rsa.RSAPrivateKey:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[AuthorizationServer]:
-    with AuthorizationServer() as server:
+    with AuthorizationServer(audiences=[AUDIENCE]) as server:  # the API of GRANT
         yield server
 
 
 @pytest.fixture(scope="module")
 def tls_server() -> Iterator[AuthorizationServer]:
-    with AuthorizationServer(tls=True) as server:
+    with AuthorizationServer(tls=True, audiences=[AUDIENCE]) as server:
         yield server
 
 
@@ -593,7 +593,9 @@ def test_quota_headers_count_down_then_429(server: AuthorizationServer) -> None:
 
 def test_organization_quota_and_server_wide_defaults() -> None:
     with AuthorizationServer(
-        client_quota=Quota(per_day=1000), organization_quota=Quota(per_hour=10)
+        client_quota=Quota(per_day=1000),
+        organization_quota=Quota(per_hour=10),
+        audiences=[AUDIENCE],
     ) as quota_server:
         client = quota_server.client
         quota_server.set_organization_quota("org_1", remaining_per_hour=1)

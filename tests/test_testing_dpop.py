@@ -181,7 +181,7 @@ def test_every_algorithm_the_client_signs_is_accepted(
 
 
 def test_the_metadata_lists_the_algorithms_and_a_server_may_restrict_them() -> None:
-    with AuthorizationServer(dpop_signing_algorithms=["ES256"]) as strict:
+    with AuthorizationServer(dpop_signing_algorithms=["ES256"], audiences=[AUDIENCE]) as strict:
         assert strict.metadata["dpop_signing_alg_values_supported"] == ["ES256"]
         discovered = requests.get(strict.url + ".well-known/openid-configuration", timeout=10)
         assert discovered.json()["dpop_signing_alg_values_supported"] == ["ES256"]
@@ -373,7 +373,7 @@ def test_counters_and_the_last_proof_are_reset(server: AuthorizationServer, key:
 
 
 def test_a_server_that_requires_a_nonce_hands_it_out_and_takes_it(key: DPoPKey) -> None:
-    with AuthorizationServer(require_dpop_nonce=True) as server:
+    with AuthorizationServer(require_dpop_nonce=True, audiences=[AUDIENCE]) as server:
         assert server.require_dpop_nonce and server.dpop_nonce
         challenged = token_request(server, key.proof("POST", server.token_url))
         assert challenged.status_code == 400
@@ -392,7 +392,7 @@ def test_a_server_that_requires_a_nonce_hands_it_out_and_takes_it(key: DPoPKey) 
 
 
 def test_a_rotated_nonce_is_refused_and_the_new_one_handed_out(key: DPoPKey) -> None:
-    with AuthorizationServer(require_dpop_nonce=True) as server:
+    with AuthorizationServer(require_dpop_nonce=True, audiences=[AUDIENCE]) as server:
         old = server.dpop_nonce
         assert old is not None
         new = server.rotate_dpop_nonce()
@@ -406,7 +406,7 @@ def test_a_rotated_nonce_is_refused_and_the_new_one_handed_out(key: DPoPKey) -> 
 
 
 def test_a_nonce_challenge_costs_no_token_quota(key: DPoPKey) -> None:
-    with AuthorizationServer(require_dpop_nonce=True) as server:
+    with AuthorizationServer(require_dpop_nonce=True, audiences=[AUDIENCE]) as server:
         server.set_quota(server.client.client_id, per_hour=1)
         challenged = token_request(server, key.proof("POST", server.token_url))
         nonce = challenged.headers["DPoP-Nonce"]

@@ -196,6 +196,7 @@ def test_clients_authenticate_in_the_body_with_basic_or_in_json(
 def test_the_audience_comes_from_audience_or_resource_or_the_default(
     server: AuthorizationServer,
 ) -> None:
+    server.add_audience("urn:api:r")
     assert (
         unverified_claims(access_token(server, audience="", resource="urn:api:r"))["aud"]
         == "urn:api:r"
@@ -470,8 +471,9 @@ def assert_invalid_token(response: requests.Response | httpx.Response) -> None:
 def test_the_api_refuses_tokens_for_another_audience_issuer_or_signature(
     server: AuthorizationServer, api: ProtectedAPI
 ) -> None:
+    server.add_audience("https://elsewhere.example")  # an API, but not this one
     other_audience = access_token(server, audience="https://elsewhere.example")
-    with AuthorizationServer() as other:
+    with AuthorizationServer(audiences=[AUDIENCE]) as other:
         other_issuer = access_token(other, other.client)
     header, payload, signature = access_token(server).split(".")
     tampered = f"{header}.{payload}.{signature[:-4]}AAAA"
