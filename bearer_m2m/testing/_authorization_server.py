@@ -66,6 +66,14 @@ class AuthorizationServer(_dpop.DPoPControls, LoopbackServer):
     ``audience`` nor ``resource`` are issued for ``default_audience``, which is
     the issuer unless given.
 
+    Like an Auth0 tenant, the server issues tokens only for the APIs it knows
+    (see :attr:`audiences`): the default audience, every :class:`ProtectedAPI`
+    built on it, those named in ``audiences`` or :meth:`add_audience`, and
+    those clients are registered with. Any other ``audience`` (or
+    ``resource``) is refused as Auth0 refuses it, 403 ``access_denied``
+    "Service not enabled within domain", so a typo shows up at the token
+    endpoint rather than as the API's 401.
+
     ``tls=True`` serves HTTPS with a certificate from a CA made for this
     server (:attr:`ca_bundle` is the file to trust), and a second HTTPS
     listener, :attr:`mtls_token_url` on ``mtls_port``, that asks clients for a
@@ -106,6 +114,7 @@ class AuthorizationServer(_dpop.DPoPControls, LoopbackServer):
         port: int = 0,
         token_lifetime: float = 3600.0,
         default_audience: str | None = None,
+        audiences: Iterable[str] = (),
         tls: bool = False,
         mtls_port: int = 0,
         client_quota: Quota | None = None,
@@ -136,6 +145,7 @@ class AuthorizationServer(_dpop.DPoPControls, LoopbackServer):
         self._last_assertion: tuple[dict[str, Any], dict[str, Any]] | None = None
         self.token_lifetime = check_lifetime(token_lifetime)
         self._default_audience = default_audience
+        self._known_audiences = set(_audience_names(audiences))
         self._key = RSAKey.generate_key(
             2048, parameters={"use": "sig", "alg": ALGORITHM}, auto_kid=True
         )
@@ -255,6 +265,34 @@ class AuthorizationServer(_dpop.DPoPControls, LoopbackServer):
         return self._default_audience or self.issuer
 
     @property
+    def audiences(self) -> frozenset[str]:
+        """The audiences tokens may be asked for now: the default one and every one added.
+
+        Asking for another is refused with 403 ``access_denied``, as Auth0 refuses
+        the identifier of an API the tenant does not have.
+        """
+        with self._lock:
+            known = set(self._known_audiences)
+        return frozenset({self.default_audience, *known})
+
+    def add_audience(self, audience: str) -> None:
+        """Let clients ask for tokens for ``audience``, as creating an API on Auth0 does.
+
+        Every :class:`ProtectedAPI` built on the server adds its own; add those of
+        APIs served elsewhere (or give them as ``AuthorizationServer(audiences=...)``).
+        Adding one twice is harmless.
+        """
+        (name,) = _audience_names([audience])
+        with self._lock:
+            self._known_audiences.add(name)
+
+    def _knows_audience(self, audience: str) -> bool:
+        with self._lock:
+            if audience in self._known_audiences:
+                return True
+        return audience == self.default_audience
+
+    @property
     def jwks(self) -> KeySetSerialization:
         """The public JWK Set served at :attr:`jwks_url`."""
         return KeySet([self._key]).as_dict(private=False)
@@ -312,7 +350,9 @@ class AuthorizationServer(_dpop.DPoPControls, LoopbackServer):
         """Register a client; random credentials are made for those not given.
 
         ``audiences``, ``scopes`` and ``organizations`` restrict what the client
-        may ask for (``None``: anything). A restricted client that asks for no
+        may ask for (``None``: any audience the server knows, any scope or
+        organization); the ``audiences`` named become known to the server, as
+        an Auth0 client grant names an existing API. A restricted client that asks for no
         scope is given all of its scopes, as on Auth0. ``grant_types`` without
         ``"client_credentials"`` makes a client whose token requests are refused
         with ``unauthorized_client``.
@@ -373,6 +413,8 @@ class AuthorizationServer(_dpop.DPoPControls, LoopbackServer):
         )
         if loaded is not None:
             self._tls_required().trust(loaded)
+        for audience in client.audiences or ():
+            self.add_audience(audience)
         return client
 
     # -- what happened ------------------------------------------------------------------
@@ -537,6 +579,7 @@ class AuthorizationServer(_dpop.DPoPControls, LoopbackServer):
             key=self._key,
             clients=self._clients,
             default_audience=self.default_audience,
+            knows_audience=self._knows_audience,
             on_issue=self._record_issued,
             # RFC 7523 names the token endpoint; Auth0 wants its issuer (https://TENANT/).
             assertion_audiences=[
@@ -650,6 +693,18 @@ def _subject_dn(value: str | None) -> str | None:
         raise ValueError(
             "tls_client_auth_subject_dn must be an RFC 4514 name such as CN=svc"
         ) from None
+
+
+def _audience_names(audiences: Iterable[str]) -> tuple[str, ...]:
+    """API identifiers: non-empty strings without spaces; a lone string is refused rather
+    than read as its letters."""
+    if isinstance(audiences, str):
+        raise TypeError("audiences must be a list of strings, not a string")
+    names = tuple(audiences)
+    for name in names:
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise TypeError("an audience must be a non-empty string without spaces")
+    return names
 
 
 def _digest(access_token: str) -> bytes:

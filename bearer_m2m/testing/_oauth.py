@@ -63,6 +63,8 @@ _JSON = "application/json"
 class TokenAuthority(AuthorizationServer):  # type: ignore[misc]
     """Authlib's authorization server for one issuer, answering :class:`Request` values.
 
+    ``knows_audience`` says whether tokens may be issued for an audience (Auth0
+    refuses the identifier of an API the tenant lacks; ``None``: any audience).
     ``on_issue`` is told every access token issued and its ``expires_in`` (to
     count, revoke and expire them),
     ``on_assertion`` the header and claims of every client assertion accepted.
@@ -83,6 +85,7 @@ class TokenAuthority(AuthorizationServer):  # type: ignore[misc]
         clients: ClientRegistry,
         default_audience: str,
         on_issue: Callable[[str, float], None],
+        knows_audience: Callable[[str], bool] | None = None,
         assertion_audiences: Sequence[str] = (),
         on_assertion: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
         ca: CertificateAuthority | None = None,
@@ -99,6 +102,7 @@ class TokenAuthority(AuthorizationServer):  # type: ignore[misc]
         self.mtls_token_url = mtls_token_url
         self.key = key
         self.default_audience = default_audience
+        self.knows_audience = knows_audience or (lambda audience: True)
         self.quotas = quotas
         self._clients = clients
         self._on_issue = on_issue
