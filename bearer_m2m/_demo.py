@@ -61,6 +61,7 @@ def run_demo(out: TextIO) -> int:
             refresh_ahead,
             revoked_token,
             auth0_errors,
+            dpop,
         ]
         for scenario in scenarios:
             server.reset()
@@ -255,6 +256,41 @@ def auth0_errors(report: Report, server: AuthorizationServer, api: ProtectedAPI)
         audience=AUDIENCE,
     )
     expect_rejection(report, "audience not granted", not_granted, 403, "access_denied")
+
+
+def dpop(report: Report, server: AuthorizationServer, api: ProtectedAPI) -> None:
+    report.section("6. DPoP: a token bound to a key, a proof per request, both servers' nonces")
+    with (
+        AuthorizationServer(require_dpop_nonce=True) as nonce_server,
+        ProtectedAPI(nonce_server, audience=AUDIENCE, require_dpop_nonce=True) as nonce_api,
+    ):
+        auth = auth_for(nonce_server, dpop=True)
+        url = f"{nonce_api.url}things"
+        with requests.Session() as session:
+            session.auth = auth
+            answers = [session.get(url) for _ in range(10)]
+        with httpx.Client(auth=auth) as client:
+            answers += [client.get(url) for _ in range(10)]
+        thumbprint = auth.dpop_thumbprint or ""
+        # The API names the key a DPoP token it accepted is bound to.
+        bound = [a for a in answers if a.status_code == 200 and a.json()["dpop_jkt"] == thumbprint]
+        report.line(
+            f"requests and {LINE}: {len(bound)} of 20 requests answered 200 with a DPoP token "
+            f"bound to key {thumbprint[:12]}...",
+            ok=len(bound) == 20,
+        )
+        report.line(
+            f"token endpoint: {nonce_server.dpop_nonce_challenges} nonce challenge answered, "
+            f"{nonce_server.tokens_issued} token issued",
+            ok=(nonce_server.dpop_nonce_challenges, nonce_server.tokens_issued) == (1, 1),
+        )
+        report.line(
+            f"API: {nonce_api.dpop_proofs_accepted} fresh proofs accepted, "
+            f"{nonce_api.dpop_jti_replays} reused; its nonce challenge was answered with the "
+            "same token",
+            ok=(nonce_api.dpop_proofs_accepted, nonce_api.dpop_jti_replays) == (20, 0)
+            and nonce_api.dpop_nonce_challenges == 1,
+        )
 
 
 def expect_rejection(

@@ -78,6 +78,8 @@ class ProtectedAPI(_dpop.DPoPControls, LoopbackServer):
         self.audience = server.default_audience if audience is None else audience
         if not isinstance(self.audience, str) or not self.audience:
             raise ValueError("audience must be a non-empty string")
+        # As creating an API on Auth0 does: the server now issues tokens for it.
+        server.add_audience(self.audience)
         self._realm = printable(self.audience)
         self._validator = AccessTokenValidator(
             issuer=server.issuer,
