@@ -368,7 +368,8 @@ class OrdersApi:
     refused; so is an unbound one sent as ``DPoP``. With ``require_dpop_nonce``
     every proof must also carry the API's current nonce: without it the answer is
     401 ``DPoP error="use_dpop_nonce"``, and every answer to a DPoP request brings
-    the current nonce in ``DPoP-Nonce``. ``dpop_requests`` records each DPoP
+    the current nonce in ``DPoP-Nonce``; it changes when :meth:`rotate_dpop_nonce`
+    says so. ``dpop_requests`` records each DPoP
     request; a 200 answer to one names the ``token_type`` and the proof's claims.
     """
 
@@ -388,7 +389,8 @@ class OrdersApi:
         self._traffic: Counter[str] = Counter()
         self._denied: set[str] = set()
         self.expired = 0
-        self._nonces = Nonces() if require_dpop_nonce else None
+        # A nonce that changes only when a test rotates it, however long the session runs.
+        self._nonces = Nonces(lifetime=24 * 3600.0) if require_dpop_nonce else None
         self._proofs = ProofVerifier(nonces=self._nonces)
         self._dpop_requests: list[DPoPRequest] = []
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())

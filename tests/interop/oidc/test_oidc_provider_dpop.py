@@ -187,6 +187,32 @@ def nonce_client(provider: NodeProvider, scope: str, request: pytest.FixtureRequ
     return provider.register_client(require_dpop_nonce=scope == "client")
 
 
+def test_the_providers_nonce_challenge_is_a_400_with_the_nonce_and_no_www_authenticate(
+    provider_dpop_nonces: NodeProvider,
+) -> None:
+    """What the library has to recognise, pinned with a proof made by hand."""
+    provider = provider_dpop_nonces
+    client = provider.register_client()
+    proof = dpop_proof(ECKey.generate_key("P-256"), "POST", provider.token_url)
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": client.client_id,
+        "client_secret": client.client_secret,
+        "resource": ORDERS,
+    }
+
+    with requests.post(provider.token_url, data=form, headers={"DPoP": proof}, timeout=10) as r:
+        status, headers, body = r.status_code, r.headers, r.json()
+
+    assert status == 400
+    assert body == {
+        "error": "use_dpop_nonce",
+        "error_description": "nonce is required in the DPoP proof",
+    }
+    assert headers.get("DPoP-Nonce")
+    assert "WWW-Authenticate" not in headers
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("scope", NONCE_SCOPES)
 def test_a_nonce_challenge_is_answered_at_once_and_the_nonce_kept_for_the_next_fetch(
@@ -403,7 +429,11 @@ def test_from_issuer_holds_to_the_algorithms_the_provider_lists(
     assert [(r["status"], r["dpop_alg"], r["token_type"]) for r in records] == [
         (200, "ES384", "DPoP")
     ]
-    assert (caught.value.status_code, caught.value.error) == (400, "invalid_dpop_proof")
+    assert (caught.value.status_code, caught.value.error, caught.value.error_description) == (
+        400,
+        "invalid_dpop_proof",
+        "invalid DPoP key binding",
+    )
     assert provider.token_requests(mark + 1)[0]["dpop_alg"] == "ES256"
 
 
