@@ -434,6 +434,8 @@ def aiohttp_contenders(servers: Servers) -> list[Contender]:
 
     class Answer:
         status = 200
+        url = API_URL
+        headers: dict[str, str] = {}  # noqa: RUF012  (read only)
 
     answer = Answer()
 
