@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -19,12 +20,14 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 import bearer_m2m
 from bearer_m2m import ClientCredentialsAuth, FileCache, RetryPolicy
 from bearer_m2m._cli import DEFAULT_DEADLINE, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
 from bearer_m2m._cli_cache import DirectoryCache
 from bearer_m2m._policy import RefreshPolicy
+from bearer_m2m._tokens import fingerprint
 from bearer_m2m.caches._shared import SharedTokens, _Stored, cache_key
 from bearer_m2m.testing import AuthorizationServer
 from tests.servers import TokenServer
@@ -469,3 +472,85 @@ def test_a_bad_deadline_is_a_usage_error_that_quotes_nothing(
     # the flag wins: a bad value in the environment is not read when the flag is given
     bad_env = {**settings, "BEARER_M2M_RETRY_DEADLINE": value}
     assert run_main(["token", "--deadline", "5"], bad_env, monkeypatch, capsys)[0] == EXIT_OK
+
+
+# -- bearer-m2m serve: a line per request, the counters at the end -------------------------------
+
+
+def test_serve_logs_each_request_by_fingerprint_and_the_counters_when_stopped(
+    tmp_path: Path,
+) -> None:
+    secret_file = tmp_path / "secret"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bearer_m2m", "serve", "--secret-file", str(secret_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        banner: dict[str, str] = {}
+        while "client_secret" not in banner:
+            name, _, value = server.stdout.readline().strip().partition(" ")
+            banner[name] = value.strip()
+        secret = secret_file.read_text().strip()
+        auth = ClientCredentialsAuth(
+            banner["token_url"],
+            client_id=banner["client_id"],
+            client_secret=secret,
+            audience=banner["api_url"].split("audience ")[1].rstrip(")"),
+        )
+        api_url = banner["api_url"].split()[0]
+        token = auth.token()
+        assert requests.get(api_url + "orders", auth=auth, timeout=10).status_code == 200
+        refused = requests.post(
+            banner["token_url"],
+            data={"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"},
+            timeout=10,
+        )
+        assert refused.status_code == 401
+        unauthorized = requests.get(api_url, headers={"Authorization": "Bearer junk"}, timeout=10)
+        assert unauthorized.status_code == 401
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 0 and "Traceback" not in err
+    lines = out.splitlines()
+    client, mark = banner["client_id"], fingerprint(token)
+    assert f"token  200  client={client}  token={mark}" in lines
+    assert f"api    200  client={client}  token={mark}  GET /orders" in lines
+    assert "token  401  client=nobody  error=invalid_client" in lines
+    assert f"api    401  client=-  token={fingerprint('junk')}  GET /" in lines
+    assert lines[-1] == (
+        "stopped: 2 token request(s), 1 token(s) issued; 2 API request(s), 1 answered 401"
+    )
+    for never in (token, secret, "junk"):
+        assert never not in out + err
+
+
+def test_token_json_names_a_dpop_token_and_a_dpop_key_file_keeps_the_cache(
+    m2m_server: AuthorizationServer,
+    settings: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / "dpop.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with_dpop = {**settings, "BEARER_M2M_DPOP_KEY_FILE": str(key_file)}
+    for _ in range(2):
+        code, out, err = run_main(["token", "--json"], with_dpop, monkeypatch, capsys)
+        assert (code, err) == (EXIT_OK, "")
+        assert json.loads(out)["token_type"] == "DPoP"
+    assert m2m_server.token_requests == 1

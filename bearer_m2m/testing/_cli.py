@@ -8,22 +8,33 @@ its owner only and left out of the output, for scripts and CI logs.
 With ``--tls`` both servers speak HTTPS with certificates from a CA made for
 the process (its file is printed as ``ca_bundle``), and the token endpoint's
 mutual-TLS alias is printed as ``mtls_token_url``.
+
+While it serves, each token request and each API request is one line on the
+output (the client, the status, the token's fingerprint: never a token or a
+secret), and the counters are printed when it stops, so that a developer
+running a client against it sees what the client cost.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
+import json
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
+from urllib.parse import parse_qs, unquote
 
+from .._tokens import fingerprint
 from ._api import ProtectedAPI
 from ._authorization_server import AuthorizationServer
-from ._clients import check_lifetime
+from ._clients import check_lifetime, printable
+from ._http import Request, Response
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,13 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(options: argparse.Namespace, stop: threading.Event, out: TextIO) -> None:
     """Start the servers, describe them on ``out``, and serve until ``stop`` is set."""
     tls = bool(getattr(options, "tls", False))
-    server = AuthorizationServer(
+    log = RequestLog(out)
+    server = _LoggedAuthorizationServer(
+        log,
         port=options.port,
         token_lifetime=options.token_lifetime,
         tls=tls,
         expiry_skew=options.expiry_skew,
     )
-    with server, ProtectedAPI(server, options.audience, port=options.api_port, tls=tls) as api:
+    api_options = {"port": options.api_port, "tls": tls}
+    with server, _LoggedAPI(log, server, options.audience, **api_options) as api:
         client = server.client
         if options.secret_file:
             _write_private(options.secret_file, client.client_secret + "\n")
@@ -78,10 +92,113 @@ def serve(options: argparse.Namespace, stop: threading.Event, out: TextIO) -> No
             f"  client_id      {client.client_id}",
             f"  {secret_line}",
         ]
-        print("\n".join(lines), file=out, flush=True)
+        log.write("\n".join(lines))
         # A timeout keeps the wait responsive to signals on every platform.
         while not stop.wait(timeout=0.5):
             pass
+        log.write(
+            f"stopped: {server.token_requests} token request(s), {server.tokens_issued} "
+            f"token(s) issued; {api.requests} API request(s), {api.unauthorized} answered 401"
+        )
+
+
+class RequestLog:
+    """One line per request on ``out``, each written whole: the servers answer on a
+    thread per connection. A line names the client, the status and the token by its
+    fingerprint; a token or a secret never reaches it."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        with self._lock:
+            print(text, file=self._out, flush=True)
+
+    def token_request(self, request: Request, response: Response | None) -> None:
+        answer = _json_body(response)
+        issued = answer.get("access_token")
+        client = _claimed_client(issued) or _requesting_client(request)
+        if isinstance(issued, str):
+            outcome = f"token={fingerprint(issued)}"
+        else:
+            outcome = f"error={printable(str(answer.get('error', '-')))[:40]}"
+        self.write(f"token  {_status(response)}  client={client or '-'}  {outcome}")
+
+    def api_request(self, request: Request, response: Response | None) -> None:
+        _, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        token = token.strip()
+        shown = fingerprint(token) if token else "-"
+        client = _claimed_client(token) or "-"
+        where = f"{printable(request.method)[:10]} {printable(request.path)[:80]}"
+        self.write(f"api    {_status(response)}  client={client}  token={shown}  {where}")
+
+
+class _LoggedAuthorizationServer(AuthorizationServer):
+    """The test server, with each token request (mutual-TLS alias included) logged."""
+
+    def __init__(self, log: RequestLog, **options: Any) -> None:
+        super().__init__(**options)
+        self._log = log
+
+    def _token_endpoint(self, request: Request, url: str | None = None) -> Response | None:
+        response = super()._token_endpoint(request, url)
+        self._log.token_request(request, response)
+        return response
+
+
+class _LoggedAPI(ProtectedAPI):
+    """The protected API, with each request logged."""
+
+    def __init__(self, log: RequestLog, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self._log = log
+
+    def handle(self, request: Request) -> Response:
+        response = super().handle(request)
+        self._log.api_request(request, response)
+        return response
+
+
+def _status(response: Response | None) -> str:
+    return "---" if response is None else str(response.status)  # None: the connection was dropped
+
+
+def _json_body(response: Response | None) -> dict[str, Any]:
+    try:
+        answer = json.loads(response.body) if response is not None else None
+    except ValueError:  # an injected HTML page or broken JSON
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _claimed_client(token: object) -> str | None:
+    """The ``client_id`` claim of a JWT, unverified (the log shows who a token says it
+    is for, even a refused one), made printable; ``None`` for anything else."""
+    if not isinstance(token, str) or token.count(".") != 2:
+        return None
+    payload = token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, RecursionError):
+        return None
+    client = claims.get("client_id") if isinstance(claims, dict) else None
+    return printable(client)[:80] if isinstance(client, str) else None
+
+
+def _requesting_client(request: Request) -> str | None:
+    """The client id a refused token request named: its form's, else its Basic user's."""
+    named = parse_qs(request.body.decode("utf-8", "replace")).get("client_id")
+    if named:
+        return printable(named[0])[:80]
+    scheme, _, credentials = (request.headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user = base64.b64decode(credentials.strip(), validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return None
+    return printable(unquote(user.partition(":")[0]))[:80] or None
 
 
 def _write_private(path: str, text: str) -> None:
