@@ -1,7 +1,8 @@
 """The ``bearer-m2m`` command (also ``python -m bearer_m2m``).
 
-``token`` prints an access token for shell use, ``inspect`` shows what a token
-says, ``demo`` and ``serve`` run the embedded authorization server. Secrets are
+``token`` prints an access token for shell use, ``proof`` the two headers of one
+DPoP request, ``inspect`` shows what a token says, ``demo`` and ``serve`` run the
+embedded authorization server. Secrets are
 never taken from the command line, where ``ps`` would show them: only from the
 environment, a file or standard input.
 
@@ -70,6 +71,8 @@ SETTING_FLAGS = {
     "scope": "SCOPE",
     "auth_method": "AUTH_METHOD",
     "ca_bundle": "CA_BUNDLE",
+    "dpop_key_file": "DPOP_KEY_FILE",
+    "dpop_algorithm": "DPOP_ALGORITHM",
 }
 #: Flag -> setting of the command itself: layered like the client's settings (flags over
 #: --config over the environment), then kept from ``from_env``, which does not know them.
@@ -111,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _library_warnings_on(sys.stderr):
             if args.command == "token":
                 return _token(args, sys.stdout)
+            if args.command == "proof":
+                return _proof(args, sys.stdout)
             return _inspect(args, sys.stdout)
     except TokenError as exc:
         print(f"bearer-m2m: error: {exc}", file=sys.stderr)
@@ -150,6 +155,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help='print {"access_token", "token_type", "expires_at"} (epoch seconds, or null)',
     )
+    proof = commands.add_parser(
+        "proof",
+        allow_abbrev=False,
+        help="print the Authorization and DPoP headers of one DPoP request",
+        description="For a DPoP configuration (a key file: --dpop-key-file or "
+        "BEARER_M2M_DPOP_KEY_FILE): print 'Authorization: DPoP <token>' and "
+        "'DPoP: <proof>' for one request, e.g. bearer-m2m proof GET URL > headers; "
+        "curl -H @headers URL. A proof is good for that method and URL only, once.",
+    )
+    proof.add_argument("method", help="the request's method, e.g. GET")
+    proof.add_argument("url", help="the request's URL (the proof leaves out query and fragment)")
+    proof.add_argument("--nonce", help="the API's DPoP-Nonce, when it asked for one")
+    _add_settings(proof)
     inspect = commands.add_parser(
         "inspect",
         allow_abbrev=False,
@@ -195,6 +213,12 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         "--ca-bundle", metavar="PATH", help="CA certificates to trust for the token endpoint"
     )
     parser.add_argument(
+        "--dpop-key-file",
+        metavar="PATH",
+        help="bind tokens to this key with DPoP (RFC 9449); see 'proof'",
+    )
+    parser.add_argument("--dpop-algorithm", metavar="ALG", help="ES256 (default), ES384, ...")
+    parser.add_argument(
         "--config", metavar="FILE", help=f"an INI file with a [{CONFIG_SECTION}] section"
     )
     parser.add_argument("--env-prefix", default="BEARER_M2M_", metavar="PREFIX")
@@ -226,6 +250,13 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
 
 def _token(args: argparse.Namespace, out: TextIO) -> int:
     auth = _auth_from(args)
+    if auth.dpop_thumbprint is not None and not args.json:
+        # Pasted into "Authorization: Bearer ...", a DPoP token is refused by every API.
+        raise ConfigurationError(
+            "this configuration uses DPoP: its token is sent as 'Authorization: DPoP' with a "
+            "proof made for each request, so it is no use alone; run "
+            "'bearer-m2m proof METHOD URL' for both headers (or 'token --json')"
+        )
     token = auth.token()
     if args.json:
         answer = {
@@ -236,6 +267,28 @@ def _token(args: argparse.Namespace, out: TextIO) -> int:
         print(json.dumps(answer), file=out)
     else:
         print(token, file=out)
+    return EXIT_OK
+
+
+def _proof(args: argparse.Namespace, out: TextIO) -> int:
+    """The two headers of one DPoP request, the token reused across invocations."""
+    auth = _auth_from(args)
+    scheme = auth._scheme
+    if not scheme.proves_requests:
+        raise ConfigurationError(
+            "proof needs a DPoP key: --dpop-key-file or BEARER_M2M_DPOP_KEY_FILE"
+        )
+    try:
+        auth._check_url(args.url)
+        token = auth.token()
+        if args.nonce is not None:
+            scheme.heard(args.url, {"DPoP-Nonce": args.nonce})
+        headers: dict[str, str] = {}
+        scheme.authorize(headers, args.method, args.url, token)
+    except ValueError as exc:  # its message quotes nothing of the arguments
+        raise ConfigurationError(f"cannot make a proof: {exc}") from None
+    for name, value in headers.items():
+        print(f"{name}: {value}", file=out)
     return EXIT_OK
 
 
@@ -254,6 +307,11 @@ def _auth_from(args: argparse.Namespace) -> ClientCredentialsAuth:
     _layer(settings, {name: value for name, value in flags.items() if value is not None})
     own = {name: settings.pop(name, "") for name in COMMAND_FLAGS.values()}
     deadline = _deadline(own["RETRY_DEADLINE"], prefix)
+    if _switched_on(settings.get("DPOP")) and not settings.get("DPOP_KEY_FILE"):
+        raise ConfigurationError(
+            f"DPoP in the command needs a key file ({prefix}DPOP_KEY_FILE or --dpop-key-file): "
+            "a key made for one invocation dies with it, and each call would cost a token"
+        )
     return ClientCredentialsAuth.from_env(
         prefix,
         environ={prefix + name: value for name, value in settings.items()},
@@ -262,6 +320,12 @@ def _auth_from(args: argparse.Namespace) -> ClientCredentialsAuth:
         # Waiting for another invocation's fetch takes no longer than one fetch may.
         cache=command_cache(own["CACHE"] or None, os.environ, lock_timeout=deadline),
     )
+
+
+def _switched_on(text: str | None) -> bool:
+    from ._env import DPOP_SWITCH
+
+    return text is not None and DPOP_SWITCH.get(text.strip().lower()) is True
 
 
 def _deadline(text: str, prefix: str) -> float:
