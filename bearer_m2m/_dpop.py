@@ -373,6 +373,11 @@ def is_valid_nonce(value: object) -> bool:
 # -- answers that ask for a nonce -------------------------------------------------------
 
 
+#: The most of a ``WWW-Authenticate`` header that is parsed: real challenges are a few
+#: hundred bytes, and parsing is linear, so a hostile header costs at most this much.
+MAX_CHALLENGE_TEXT = 16 * 1024
+
+
 class Challenge(NamedTuple):
     """One challenge of a ``WWW-Authenticate`` header: the scheme (lower case),
     its parameters (names lower case, values unquoted) or its token68."""
@@ -395,6 +400,7 @@ def parse_www_authenticate(value: str | Iterable[str] | None) -> list[Challenge]
     if value is None:
         return []
     text = value if isinstance(value, str) else ", ".join(value)
+    text = text[:MAX_CHALLENGE_TEXT]  # clients cap headers at 8-64 KiB; junk costs no more
     challenges: list[Challenge] = []
     position = 0
     while True:

@@ -35,7 +35,7 @@ from ._client_auth import (
 from ._config import ClientConfig
 from ._policy import RetryPolicy, parse_retry_after
 from ._ratelimit import parse_rate_limit
-from ._tokens import GrantedToken, granted_token
+from ._tokens import GrantedToken, UnexpectedTokenType, granted_token
 from .errors import (
     InvalidTokenResponse,
     TLSError,
@@ -63,6 +63,14 @@ _REFUSAL_HINT = (
     "check the client id and its secret or key, and that the client may ask for this "
     "scope and audience"
 )
+_DPOP_REFUSAL_HINT = (
+    "the server refused the DPoP proof: check dpop_algorithm against its "
+    "dpop_signing_alg_values_supported (from_issuer checks it) and this host's clock"
+)
+_DPOP_ERRORS = frozenset({"invalid_dpop_proof", "use_dpop_nonce"})
+#: How long a token of the wrong type (Bearer for a DPoP client, or the reverse) is
+#: reported again without asking: the server would issue another, at a token's cost.
+TOKEN_TYPE_PAUSE = 60.0
 
 
 class TokenFetcher:
@@ -256,6 +264,14 @@ class TokenFetcher:
             return None
         return {**DEFAULT_HEADERS, "DPoP": key.proof("POST", self._config.token_url, nonce=nonce)}
 
+    def _refusal_hint(self, error: str | None) -> str:
+        if error in _DPOP_ERRORS:
+            return _DPOP_REFUSAL_HINT
+        if error == "invalid_grant" and self._config.dpop_key is None:
+            # node oidc-provider's answer to a DPoP-bound client that sent no proof.
+            return _REFUSAL_HINT + ", or whether the client must use DPoP (dpop=True)"
+        return _REFUSAL_HINT
+
     def _session_for_this_process(self) -> OAuth2Session:
         if self._session is None or self._session_pid != os.getpid():
             config = self._config
@@ -328,7 +344,7 @@ class TokenFetcher:
         if status in REFUSAL_STATUSES:
             raise TokenRequestRejected(
                 f"token endpoint refused the request: HTTP {status}{said or ' with ' + shape}; "
-                + _REFUSAL_HINT,
+                + self._refusal_hint(error),
                 **details,
             )
         if error:
@@ -462,14 +478,17 @@ def _fit_for_message(text: str, mask: _Masker, limit: int) -> str:
 def _granted(payload: dict[str, Any], mask: _Masker, status: int, token_type: str) -> GrantedToken:
     """The token, or an :class:`InvalidTokenResponse` whose text quotes no credential
     (the server's ``token_type``, say, may be an echo of the secret)."""
+    pause = None
     try:
         return granted_token(payload, token_type=token_type)
     except InvalidTokenResponse as exc:
         message = _fit_for_message(str(exc), mask, 500)
+        if isinstance(exc, UnexpectedTokenType):
+            pause = TOKEN_TYPE_PAUSE
     except (ArithmeticError, ValueError, TypeError, RecursionError) as exc:
         message = f"token response cannot be read ({type(exc).__name__})"
     # Raised out here: the unmasked original must not ride along as the context.
-    raise InvalidTokenResponse(message, status_code=status)
+    raise InvalidTokenResponse(message, status_code=status, retry_after=pause)
 
 
 class _Masker:

@@ -115,7 +115,9 @@ class DPoP(Bearer):
     def redirected(self, headers: Headers, token: str, method: str, url: str, to: str) -> None:
         """For clients that build the next hop from the redirected request's headers: a
         new proof for the next URL when it is the same origin (a proof is bound to one
-        URL), none at all for another origin (the client drops the token there)."""
+        URL); for another origin neither proof nor token, even where the client would
+        keep the token (requests, from ``http://host`` to ``https://host``): without a
+        proof it would only draw a 401."""
         from ._dpop import origin
 
         try:
@@ -126,6 +128,7 @@ class DPoP(Bearer):
             headers[DPOP] = self._proof(method, to, token)
         else:
             headers.pop(DPOP, None)
+            headers.pop(AUTHORIZATION, None)
 
     def _proof(self, method: str, url: str, token: str) -> str:
         return self._key.proof(method, url, access_token=token, nonce=self._nonces.get(url))

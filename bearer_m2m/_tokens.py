@@ -106,6 +106,12 @@ def granted_token(
     return GrantedToken(access_token, _seconds_left(stated, _jwt_claims(access_token)))
 
 
+class UnexpectedTokenType(InvalidTokenResponse):
+    """A token of another type than the client asked for: a server configured for the
+    other kind, which will answer the same way to the next request (and charge the
+    quota for each token it issues)."""
+
+
 def _require_token_type(given: object, expected: str) -> None:
     """Refuse a token of another type than the client asked for, quoting the server's
     text only when it is a short name (``'mac'``, ``'DPoP'``): anything else could be
@@ -132,7 +138,7 @@ def _require_token_type(given: object, expected: str) -> None:
         hint = "the server binds this client's tokens with DPoP: set dpop=True (or a key)"
     else:
         hint = "only Bearer and DPoP tokens are supported"
-    raise InvalidTokenResponse(f"token response has a token_type {shown}; {hint}")
+    raise UnexpectedTokenType(f"token response has a token_type {shown}; {hint}")
 
 
 def _require_sendable(access_token: str) -> None:

@@ -28,7 +28,9 @@ class TokenError(Exception):
 
     ``status_code`` is the token endpoint's HTTP status when there was one;
     ``error`` and ``error_description`` are the RFC 6749 section 5.2 fields of its
-    answer; ``retry_after`` is the delay in seconds the server asked for, if any;
+    answer; ``retry_after`` is the delay in seconds the server asked for, if any
+    (or, for a token of a type the client cannot use, the 60 s during which the
+    error is raised again without asking: each ask would cost a token);
     ``rate_limit`` holds what Auth0's rate-limit and quota headers said.
     """
 

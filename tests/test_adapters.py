@@ -418,31 +418,6 @@ def test_requests_follows_the_replays_redirect_with_the_new_token_only(
     assert m2m_server.token_requests == 2
 
 
-def test_aiohttp_sends_the_token_again_when_a_redirect_chain_comes_home(
-    m2m_server: AuthorizationServer, m2m_api: ProtectedAPI, m2m_auth: ClientCredentialsAuth
-) -> None:
-    """home -> elsewhere -> home: the hop elsewhere goes untouched, the hop home is the
-    origin the token was sent to in the first place."""
-    aiohttp = pytest.importorskip("aiohttp")
-    with ProtectedAPI(m2m_server, audience=m2m_api.audience) as elsewhere:
-        back = m2m_api.url + "back"
-        via = f"{elsewhere.url}redirect?{urlencode({'to': back})}"
-        start = f"{m2m_api.url}redirect?{urlencode({'to': via})}"
-
-        async def main() -> tuple[int, int]:
-            middlewares = (m2m_auth.aiohttp_middleware,)
-            async with (
-                aiohttp.ClientSession(middlewares=middlewares) as session,
-                session.get(start) as response,
-            ):
-                return response.status, len(response.history)
-
-        assert asyncio.run(main()) == (200, 2)
-        assert (elsewhere.requests, elsewhere.last_authorization) == (1, None)
-    assert (m2m_api.requests, m2m_api.unauthorized) == (2, 0)
-    assert m2m_server.token_requests == 1
-
-
 def test_an_aiohttp_401_elsewhere_after_a_redirect_is_nobodys_replay(
     m2m_server: AuthorizationServer, m2m_api: ProtectedAPI, m2m_auth: ClientCredentialsAuth
 ) -> None:

@@ -211,3 +211,39 @@ def test_no_key_proof_or_token_in_repr_or_logs(
         assert secret not in shown
         assert base64.urlsafe_b64encode(secret.encode()).decode().rstrip("=") not in shown
     assert json.dumps(jwk["d"])[1:-1] not in shown
+
+
+def test_a_server_that_answers_bearer_to_dpop_is_asked_once_a_minute_not_per_call(
+    token_server: TokenServer,
+) -> None:
+    auth = _auth(token_server.token_url, dpop=True)
+    for _ in range(20):
+        with pytest.raises(InvalidTokenResponse, match="DPoP"):
+            auth.token()
+    assert token_server.count == 1  # each ask would cost a token the client cannot use
+
+    auth.invalidate()  # the operator fixed the server: ask again now
+    with pytest.raises(InvalidTokenResponse):
+        auth.token()
+    assert token_server.count == 2
+
+
+@pytest.mark.parametrize("error", ["invalid_dpop_proof", "use_dpop_nonce"])
+def test_a_refused_proof_is_told_as_such_not_as_bad_credentials(
+    token_server: TokenServer, error: str
+) -> None:
+    from bearer_m2m import TokenRequestRejected
+
+    token_server.script += [json_reply({"error": error}, 400)] * 2
+    with pytest.raises(TokenRequestRejected) as caught:
+        _auth(token_server.token_url, dpop=True).token()
+    assert "refused the DPoP proof" in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+def test_a_hostile_challenge_header_is_parsed_only_so_far() -> None:
+    from bearer_m2m._dpop import MAX_CHALLENGE_TEXT, dpop_challenge
+
+    junk = "Basic realm=x, " * (MAX_CHALLENGE_TEXT // 10)
+    assert dpop_challenge(junk + 'DPoP error="use_dpop_nonce"') is None
+    assert dpop_challenge('Basic realm=x, DPoP error="use_dpop_nonce"') is not None

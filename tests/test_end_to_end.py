@@ -451,6 +451,24 @@ def test_a_redirect_to_another_origin_carries_no_token_and_its_401_draws_no_repl
     assert client.call(m2m_api.url + "back").authorization == same_origin.authorization
 
 
+def test_a_chain_that_left_the_origin_gets_no_token_when_it_comes_back(
+    connect: Connect,
+    m2m_server: AuthorizationServer,
+    m2m_api: ProtectedAPI,
+    m2m_auth: ClientCredentialsAuth,
+) -> None:
+    client = connect(m2m_auth)
+    with ProtectedAPI(m2m_server, audience=m2m_api.audience) as elsewhere:
+        # Ours -> elsewhere -> back to ours, on a path the other server chose.
+        back = redirect(elsewhere, m2m_api.url + "chosen-elsewhere")
+        answer = client.call(redirect(m2m_api, back), follow_redirects=True)
+
+    assert (answer.status, answer.redirects) == (401, 2)
+    assert answer.authorization is None  # as requests and httpx do, aiohttp too
+    assert m2m_api.last_authorization is None
+    assert (m2m_server.token_requests, m2m_api.unauthorized) == (1, 1)
+
+
 def test_plain_http_to_another_host_is_refused_before_anything_is_sent(
     connect: Connect, m2m_server: AuthorizationServer, m2m_auth: ClientCredentialsAuth
 ) -> None:

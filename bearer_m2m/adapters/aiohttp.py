@@ -5,8 +5,9 @@ dropped ``Authorization`` for a new origin, so a middleware that simply set the
 header would hand our token to whatever origin a redirect names. Each redirect
 answer is therefore noted (in a context variable: per task, as each task runs
 its own requests one at a time), and the hop that follows it to another origin
-passes through untouched, as do its own redirects, until one leads back to the
-origin the token was sent to. The note also says whether the chain has had its
+passes through untouched, as does every hop after it, back to the token's origin
+included: as on requests and httpx, a chain that has left the origin gets no
+token again, on a path another server chose. The note also says whether the chain has had its
 replay, so that a redirect after a replay is never replayed. A redirect that is
 not followed (``allow_redirects=False``) leaves the note for the task's next
 request: if that goes to the named origin, it is taken for the hop and gets no
@@ -37,6 +38,8 @@ class _Hop(NamedTuple):
     home: Any
     target: Any
     replayed: bool = False
+    #: Whether the chain has been to another origin (then no hop of it gets a token).
+    left: bool = False
 
 
 _pending_hop: ContextVar[_Hop | None] = ContextVar("bearer_m2m_aiohttp_hop", default=None)
@@ -62,10 +65,10 @@ class AiohttpMiddleware:
             _pending_hop.set(None)
             if request.url.origin() == hop.target:
                 home, replayed = hop.home, hop.replayed
-                if hop.target != home:  # a redirect elsewhere: not ours to authorize
+                if hop.left or hop.target != home:  # elsewhere, or after it: not ours
                     response = await handler(request)
                     if response.status in _REDIRECTS:
-                        _note_redirect(_Hop(home, None, replayed), request, response)
+                        _note_redirect(_Hop(home, None, replayed, left=True), request, response)
                     return response
         url = request.url
         if url.scheme != "https":
