@@ -25,7 +25,7 @@ AUDIENCE = "https://dpop.config.example"
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[AuthorizationServer, ProtectedAPI]]:
-    with AuthorizationServer(audiences=[AUDIENCE]) as server, ProtectedAPI(server, AUDIENCE) as api:
+    with AuthorizationServer() as server, ProtectedAPI(server, AUDIENCE) as api:
         yield server, api
 
 

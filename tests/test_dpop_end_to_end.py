@@ -33,23 +33,29 @@ __all__ = ["connect"]  # the fixture, imported for the tests below
 AUDIENCE = "https://dpop.api.example"
 
 
+Servers = tuple[AuthorizationServer, ProtectedAPI]
+
+
 @pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[AuthorizationServer, ProtectedAPI]]:
-    with AuthorizationServer(audiences=[AUDIENCE]) as server, ProtectedAPI(server, AUDIENCE) as api:
+def servers() -> Iterator[Servers]:
+    with AuthorizationServer() as server, ProtectedAPI(server, AUDIENCE) as api:
         yield server, api
 
 
-@pytest.fixture
-def server(servers: tuple[AuthorizationServer, ProtectedAPI]) -> AuthorizationServer:
-    servers[0].reset()
-    return servers[0]
+def reset(servers: Servers) -> Servers:
+    """The module's servers with their counters back to zero, for one test."""
+    for each in servers:
+        each.reset()
+    return servers
 
 
 @pytest.fixture
-def api(
-    server: AuthorizationServer, servers: tuple[AuthorizationServer, ProtectedAPI]
-) -> ProtectedAPI:
-    servers[1].reset()
+def server(servers: Servers) -> AuthorizationServer:
+    return reset(servers)[0]
+
+
+@pytest.fixture
+def api(server: AuthorizationServer, servers: Servers) -> ProtectedAPI:
     return servers[1]
 
 
@@ -114,26 +120,22 @@ def test_a_given_key_is_the_key_that_binds(
 
 
 @pytest.fixture(scope="module")
-def nonce_servers() -> Iterator[tuple[AuthorizationServer, ProtectedAPI]]:
+def nonce_servers() -> Iterator[Servers]:
     """Both demand their own nonce."""
     with (
-        AuthorizationServer(require_dpop_nonce=True, audiences=[AUDIENCE]) as server,
+        AuthorizationServer(require_dpop_nonce=True) as server,
         ProtectedAPI(server, AUDIENCE, require_dpop_nonce=True) as api,
     ):
         yield server, api
 
 
 @pytest.fixture
-def nonce_server(nonce_servers: tuple[AuthorizationServer, ProtectedAPI]) -> AuthorizationServer:
-    nonce_servers[0].reset()
-    return nonce_servers[0]
+def nonce_server(nonce_servers: Servers) -> AuthorizationServer:
+    return reset(nonce_servers)[0]
 
 
 @pytest.fixture
-def nonce_api(
-    nonce_server: AuthorizationServer, nonce_servers: tuple[AuthorizationServer, ProtectedAPI]
-) -> ProtectedAPI:
-    nonce_servers[1].reset()
+def nonce_api(nonce_server: AuthorizationServer, nonce_servers: Servers) -> ProtectedAPI:
     return nonce_servers[1]
 
 
