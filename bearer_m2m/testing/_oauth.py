@@ -234,6 +234,12 @@ class ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
         parameters = self.request.payload.data
         registered = self.client.registered
         self.audience = _audience(parameters, self.server.default_audience)
+        if not self.server.knows_audience(self.audience):
+            # Auth0's words for an identifier no API of the tenant has.
+            raise AccessDeniedError(
+                f"Service not enabled within domain: {printable(self.audience)}",
+                status_code=403,
+            )
         if not registered.allows_audience(self.audience):
             raise AccessDeniedError(
                 f"Client '{printable(registered.client_id)}' is not authorized to access "
