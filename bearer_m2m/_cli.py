@@ -249,21 +249,25 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
 
 
 def _token(args: argparse.Namespace, out: TextIO) -> int:
-    auth = _auth_from(args)
-    if auth.dpop_thumbprint is not None and not args.json:
-        # Pasted into "Authorization: Bearer ...", a DPoP token is refused by every API.
-        raise ConfigurationError(
-            "this configuration uses DPoP: its token is sent as 'Authorization: DPoP' with a "
-            "proof made for each request, so it is no use alone; run "
-            "'bearer-m2m proof METHOD URL' for both headers (or 'token --json')"
-        )
-    token = auth.token()
+    layered = _layered(args)
+    cached = _cached_token(args, layered)
+    expires_at: int | None
+    if cached is not None:  # the common call of a script: a file read, no client built
+        token, token_type, expires_at = cached
+    else:
+        auth = _auth_from(args, layered)
+        if auth.dpop_thumbprint is not None and not args.json:
+            # Pasted into "Authorization: Bearer ...", a DPoP token is refused by every API.
+            raise ConfigurationError(
+                "this configuration uses DPoP: its token is sent as 'Authorization: DPoP' with "
+                "a proof made for each request, so it is no use alone; run "
+                "'bearer-m2m proof METHOD URL' for both headers (or 'token --json')"
+            )
+        token = auth.token()
+        token_type = auth._config.token_type  # Bearer, or DPoP with a DPoP key
+        expires_at = _expires_at(auth)
     if args.json:
-        answer = {
-            "access_token": token,
-            "token_type": auth._config.token_type,  # Bearer, or DPoP with a DPoP key
-            "expires_at": _expires_at(auth),
-        }
+        answer = {"access_token": token, "token_type": token_type, "expires_at": expires_at}
         print(json.dumps(answer), file=out)
     else:
         print(token, file=out)
@@ -292,11 +296,14 @@ def _proof(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _auth_from(args: argparse.Namespace) -> ClientCredentialsAuth:
-    """Flags over the config file over the environment, validated by ``from_env``."""
-    from ._auth import ClientCredentialsAuth
-    from ._cli_cache import command_cache
+#: The layered settings (names without the prefix), the command's cache setting and
+#: its deadline: what both the cached fast path and the full client are built from.
+Layered = tuple[dict[str, str], str, float]
 
+
+def _layered(args: argparse.Namespace) -> Layered:
+    """Flags over the config file over the environment; read once per invocation
+    (``--client-secret-stdin`` consumes standard input)."""
     prefix = args.env_prefix
     settings = {name[len(prefix) :]: v for name, v in os.environ.items() if name.startswith(prefix)}
     if args.config:
@@ -312,13 +319,48 @@ def _auth_from(args: argparse.Namespace) -> ClientCredentialsAuth:
             f"DPoP in the command needs a key file ({prefix}DPOP_KEY_FILE or --dpop-key-file): "
             "a key made for one invocation dies with it, and each call would cost a token"
         )
+    return settings, own["CACHE"], deadline
+
+
+def _auth_from(args: argparse.Namespace, layered: Layered | None = None) -> ClientCredentialsAuth:
+    """The client the layered settings describe, validated by ``from_env``."""
+    from ._auth import ClientCredentialsAuth
+    from ._cli_cache import command_cache
+
+    settings, cache, deadline = _layered(args) if layered is None else layered
+    prefix = args.env_prefix
     return ClientCredentialsAuth.from_env(
         prefix,
         environ={prefix + name: value for name, value in settings.items()},
         allow_insecure_http=args.allow_insecure_http,
         retry=_retry_policy(deadline),
         # Waiting for another invocation's fetch takes no longer than one fetch may.
-        cache=command_cache(own["CACHE"] or None, os.environ, lock_timeout=deadline),
+        cache=command_cache(cache or None, os.environ, lock_timeout=deadline),
+    )
+
+
+def _cached_token(args: argparse.Namespace, layered: Layered) -> tuple[str, str, int] | None:
+    """The token, its type and ``expires_at`` from the command's cache, read without
+    building a client (no requests, Authlib or filelock), or ``None`` whenever that
+    is not certain to give what the full path would: then the full path runs.
+
+    The configuration is the one the full path builds: the same ``settings_from_env``
+    and ``build_config``, with the constructor's defaults for what the command never
+    sets; so the cache key and the sealing key are the library's own. Only a client
+    secret with a token URL qualifies: an issuer needs discovery, a private key, a
+    certificate or a DPoP key costs the imports this path avoids.
+    """
+    from ._cli_cache import cached_token
+
+    settings, cache, deadline = layered
+    prefix = args.env_prefix
+    return cached_token(
+        prefix,
+        {prefix + name: value for name, value in settings.items()},
+        cache or None,
+        os.environ,
+        lock_timeout=deadline,
+        allow_insecure_http=args.allow_insecure_http,
     )
 
 
@@ -494,7 +536,12 @@ TIME_CLAIMS = {
 
 
 def _inspect(args: argparse.Namespace, out: TextIO) -> int:
-    token = _stdin_line("the token").strip() if args.stdin else _auth_from(args).token()
+    if args.stdin:
+        token = _stdin_line("the token").strip()
+    else:
+        layered = _layered(args)
+        cached = _cached_token(args, layered)
+        token = cached[0] if cached is not None else _auth_from(args, layered).token()
     print("NOT VERIFIED: the signature was not checked.", file=out)
     for line in _description(token):
         print(line, file=out)

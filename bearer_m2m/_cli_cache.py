@@ -9,18 +9,28 @@ and the refresh lock that makes twenty parallel invocations cost one request.
 This module only decides *where*: by default one file per configuration in the
 user's cache directory, named by the library's cache key (a hash that reveals
 neither the client nor its secret).
+
+:func:`cached_token` is the command's fast path: it names the configuration as
+the library does and reads its token from the file, without the lock, without
+building a client (so without importing requests, Authlib or filelock), and
+says ``None`` whenever the full path might answer otherwise.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
+import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, suppress
 
+from ._config import build_config
+from ._env import KNOWN, settings_from_env
+from ._policy import RefreshPolicy
 from .caches._file import FileCache
-from .caches._shared import TokenCache
+from .caches._shared import SharedTokens, TokenCache
 
 #: The value of ``--cache``-like settings that turns the cache off.
 OFF = "off"
@@ -44,6 +54,85 @@ def command_cache(
     if setting:
         return FileCache(os.path.expanduser(setting), lock_timeout=lock_timeout)
     return DirectoryCache(user_cache_directory(environ), lock_timeout=lock_timeout)
+
+
+#: The keyword arguments the fast path can give ``build_config`` exactly as the full path
+#: would: a secret, a token URL and the request's fields. Any other (an issuer, a key,
+#: a certificate, DPoP, one added later) leaves the token to the full path.
+FAST_SETTINGS = frozenset(
+    {"token_url", "client_id", "client_secret", "audience", "organization", "scope", "resource"}
+    | {"auth_method", "verify"}
+)
+
+
+def cached_token(
+    prefix: str,
+    settings: Mapping[str, str],
+    setting: str | None,
+    environ: Mapping[str, str],
+    *,
+    lock_timeout: float,
+    allow_insecure_http: bool,
+) -> tuple[str, str, int] | None:
+    """The cached token of the configuration ``settings`` (``{prefix}*`` variables, as
+    ``ClientCredentialsAuth.from_env`` reads them) describes, if it is good and not
+    due for refresh: the token, its type and the epoch second the command's
+    ``--json`` calls ``expires_at``. ``None`` for anything else (no usable entry, a
+    configuration this path does not handle, any error): the caller then builds the
+    client, which reports what is wrong or fetches.
+
+    ``setting`` and ``lock_timeout`` are :func:`command_cache`'s; the lock is never taken.
+    """
+    values = {name: value for name, value in settings.items() if value != ""}
+    if any(not name.startswith(prefix) or name[len(prefix) :] not in KNOWN for name in values):
+        return None  # the full path warns of an unknown setting, once
+    secret_file = values.get(prefix + "CLIENT_SECRET_FILE")
+    if secret_file is not None and not _regular_file(secret_file):
+        return None  # a pipe (<(...)) can be read once: by the full path
+    try:
+        options = settings_from_env(prefix, values)
+        if not options.keys() <= FAST_SETTINGS or "client_secret" not in options:
+            return None
+        if "token_url" not in options:
+            return None
+        config = build_config(
+            options["token_url"],
+            client_id=options["client_id"],
+            client_secret=options["client_secret"],
+            private_key=None,
+            private_key_id=None,
+            signing_algorithm=None,
+            assertion_audience=None,
+            audience=options.get("audience"),
+            organization=options.get("organization"),
+            scope=options.get("scope"),
+            resource=options.get("resource"),
+            extra_params=None,
+            auth_method=options.get("auth_method"),
+            timeout=10.0,  # ClientCredentialsAuth's default; neither key depends on it
+            verify=options.get("verify", True),
+            cert=None,
+            allow_insecure_http=allow_insecure_http,
+        )
+        cache = command_cache(setting, environ, lock_timeout=lock_timeout)
+        if cache is None:
+            return None
+        policy = RefreshPolicy()  # the command's: ClientCredentialsAuth's defaults
+        granted = SharedTokens(cache, config, policy).peek()
+    except Exception:  # a bad setting, an unreadable cache: the full path will say
+        return None
+    if granted is None:
+        return None
+    # As the token source would schedule it (see the command's _expires_at), on the wall clock.
+    expires_at = math.floor(time.time() + policy.schedule(granted, now=0.0).expires_at)
+    return granted.access_token, config.token_type, expires_at
+
+
+def _regular_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def user_cache_directory(environ: Mapping[str, str]) -> str:

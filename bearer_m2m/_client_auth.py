@@ -5,25 +5,28 @@ form or in HTTP Basic, a JWT assertion signed with the secret or with a private
 key (RFC 7523), or a TLS client certificate (RFC 8705). Keys and certificates
 are loaded and checked once, when the auth object is built, so that a bad file
 fails at start-up rather than at the first request.
+
+Authlib and joserfc are imported by the functions that use them: choosing and
+checking a method needs neither, so ``bearer-m2m token`` can name a cached
+token's configuration without paying for them.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
-import ssl
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
-from authlib.oauth2.auth import encode_none
-from authlib.oauth2.rfc7523 import ClientSecretJWT, PrivateKeyJWT
-from authlib.oauth2.rfc7523.assertion import sign_jwt_bearer_assertion
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, OctKey, RSAKey
-
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from joserfc.jwk import ECKey, RSAKey
+
+    SigningKey = RSAKey | ECKey
 
 SECRET_METHODS = ("client_secret_post", "client_secret_basic", "client_secret_jwt")
 KEY_METHODS = ("private_key_jwt",)
@@ -36,7 +39,6 @@ ASSERTION_LIFETIME = 60
 
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
 
-SigningKey = RSAKey | ECKey
 #: A PEM string, PEM bytes, a path to a PEM file, or a JWK as a mapping.
 PrivateKeySource = str | bytes | os.PathLike[str] | Mapping[str, Any]
 Cert = str | tuple[str, str] | None
@@ -87,6 +89,9 @@ def load_signing_key(
         raise ConfigurationError(
             f"signing_algorithm must be one of {', '.join(SIGNING_ALGORITHMS)}, not {algorithm!r}"
         )
+    from joserfc.errors import JoseError
+    from joserfc.jwk import ECKey, RSAKey
+
     key_class: type[RSAKey] | type[ECKey] = ECKey if algorithm.startswith("ES") else RSAKey
     data, where = _key_material(source)
     try:
@@ -154,6 +159,8 @@ def check_client_certificate(cert: Cert) -> None:
     for path in (cert_file, key_file):
         if path is not None and not os.path.isfile(path):
             raise ConfigurationError(f"client certificate file {path!r} does not exist")
+    import ssl  # only for a client certificate: ssl's import is not free
+
     try:
         # An empty password: an encrypted key fails here rather than prompting for one.
         ssl.create_default_context().load_cert_chain(cert_file, key_file, password=lambda: b"")
@@ -173,16 +180,19 @@ def register_client_auth(
     assertion_audience: str | None,
 ) -> None:
     """Teach an Authlib session our take on each method."""
+    from authlib.oauth2.auth import encode_none
+
+    short_private_key_jwt, short_client_secret_jwt = _short_lived_classes()
     if auth_method == "client_secret_basic":
         session.register_client_auth_method(("client_secret_basic", form_encoded_basic))
     elif auth_method == "client_secret_jwt":
         session.register_client_auth_method(
-            _ShortClientSecretJWT(assertion_audience, alg=signing_algorithm or "HS256")
+            short_client_secret_jwt(assertion_audience, alg=signing_algorithm or "HS256")
         )
     elif auth_method == "private_key_jwt":
         headers = {"kid": key_id} if key_id else None
         session.register_client_auth_method(
-            _ShortPrivateKeyJWT(assertion_audience, headers=headers, alg=signing_algorithm)
+            short_private_key_jwt(assertion_audience, headers=headers, alg=signing_algorithm)
         )
     elif auth_method in TLS_METHODS:
         # The certificate rides on the TLS connection; the form names the client.
@@ -245,6 +255,8 @@ class _ShortLived:
         raise NotImplementedError
 
     def sign(self, auth: Any, token_endpoint: str) -> str:
+        from authlib.oauth2.rfc7523.assertion import sign_jwt_bearer_assertion
+
         return str(
             sign_jwt_bearer_assertion(
                 self.signing_key(auth),
@@ -258,11 +270,19 @@ class _ShortLived:
         )
 
 
-class _ShortPrivateKeyJWT(_ShortLived, PrivateKeyJWT):  # type: ignore[misc]
-    def signing_key(self, auth: Any) -> Any:
-        return auth.client_secret  # the joserfc private key, set by the fetcher
+@functools.cache
+def _short_lived_classes() -> tuple[type[Any], type[Any]]:
+    """Authlib's two JWT client-auth classes with our :class:`_ShortLived` signing,
+    made once, at the first session that needs them (they subclass Authlib's)."""
+    from authlib.oauth2.rfc7523 import ClientSecretJWT, PrivateKeyJWT
+    from joserfc.jwk import OctKey
 
+    class ShortPrivateKeyJWT(_ShortLived, PrivateKeyJWT):  # type: ignore[misc]
+        def signing_key(self, auth: Any) -> Any:
+            return auth.client_secret  # the joserfc private key, set by the fetcher
 
-class _ShortClientSecretJWT(_ShortLived, ClientSecretJWT):  # type: ignore[misc]
-    def signing_key(self, auth: Any) -> Any:
-        return OctKey.import_key(auth.client_secret)
+    class ShortClientSecretJWT(_ShortLived, ClientSecretJWT):  # type: ignore[misc]
+        def signing_key(self, auth: Any) -> Any:
+            return OctKey.import_key(auth.client_secret)
+
+    return ShortPrivateKeyJWT, ShortClientSecretJWT

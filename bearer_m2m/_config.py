@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from ._client_auth import (
     Cert,
     PrivateKeySource,
-    SigningKey,
     check_client_certificate,
     check_credentials,
     choose_auth_method,
@@ -19,6 +18,7 @@ from ._transport import check_endpoint_url, require_secure_url
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from ._client_auth import SigningKey
     from ._dpop import DPoPKey
     from ._dpop import Option as DPoPOption
 

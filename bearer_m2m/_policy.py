@@ -10,7 +10,6 @@ import math
 import random
 import time
 from dataclasses import dataclass, field, replace
-from email.utils import parsedate_to_datetime
 
 from ._tokens import GrantedToken
 from .errors import ConfigurationError
@@ -222,6 +221,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     value = value.strip()
     if value.isascii() and value.isdigit():
         return min(float(value), MAX_REPORTED_WAIT)  # 400 nines parse to inf: capped too
+    from email.utils import parsedate_to_datetime  # rare: email's import is not free
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, OverflowError, IndexError):

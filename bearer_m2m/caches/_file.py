@@ -11,8 +11,6 @@ import time
 from contextlib import AbstractContextManager
 from typing import Any
 
-from filelock import FileLock
-
 from ._shared import finite
 
 #: A token file larger than this (16 MiB, room for hundreds of clients' tokens) is
@@ -50,7 +48,10 @@ class FileCache:
 
     def refresh_lock(self, key: str) -> AbstractContextManager[object]:
         # A new lock object each time: filelock refuses one inherited across fork
-        # (gunicorn --preload, Celery prefork), and fetches are rare.
+        # (gunicorn --preload, Celery prefork), and fetches are rare. filelock is
+        # imported here: reading the file (``bearer-m2m token``'s fast path) needs no lock.
+        from filelock import FileLock
+
         return FileLock(self.path + ".lock", timeout=self.lock_timeout, mode=0o600)
 
     def load(self, key: str) -> bytes | None:

@@ -8,7 +8,10 @@ one and stores it, so that one process fetches while the others wait and then
 read its token.
 
 Everything here runs in the token source's fetch thread, never on an event
-loop and never on a request's cached path, which stays in process memory.
+loop and never on a request's cached path, which stays in process memory; the
+one exception, :meth:`SharedTokens.peek`, is ``bearer-m2m token`` reading a
+cached token before it builds a client. The events (and logging) are imported
+when something is to be told, not for a read.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .. import _events as events
 from .._config import ClientConfig
 from .._policy import MIN_TOKEN_REUSE, RefreshPolicy
 from .._tokens import GrantedToken, granted_token
@@ -130,7 +132,28 @@ class SharedTokens:
             except Exception as exc:  # an expired Redis lock, say: the token is safe anyway
                 self._failed("unlock", exc)
 
+    def peek(self) -> GrantedToken | None:
+        """The cached token, read without the refresh lock, if it is good and not due
+        for refresh (the rule :meth:`obtain` adopts by); ``None`` for anything else,
+        a failing cache included, which is neither logged nor counted: the caller
+        then goes the usual way, through :meth:`obtain`, which will meet it again.
+
+        Nothing is written (no backfill of a tiered cache's nearer layers): this is
+        ``bearer-m2m token``'s fast path, which must cost a file read and a decryption.
+        """
+        for layer in self._layers:
+            try:
+                blob = layer.load(self._key)
+            except Exception:
+                return None
+            granted = self._granted_from(blob, None) if blob is not None else None
+            if granted is not None:
+                return granted
+        return None
+
     def _adopt_or_fetch(self, fetch: Callable[[], GrantedToken], avoid: str | None) -> GrantedToken:
+        from .. import _events as events
+
         try:
             adopted = self._adoptable(avoid)
         except _CacheFailure as failure:
@@ -242,6 +265,8 @@ class SharedTokens:
 
     def _failed(self, operation: str, error: BaseException) -> None:
         """Tell of a failure at ``operation``: every one counts, the first is also logged."""
+        from .. import _events as events
+
         cause = error.__cause__ if isinstance(error, _CacheFailure) else error
         first = self._first_failure.acquire(blocking=False)
         events.emit(events.CacheFailed(self._cache, operation, cause or error, first=first))
