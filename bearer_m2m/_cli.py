@@ -90,7 +90,9 @@ DEFAULT_DEADLINE = 10.0
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; its exit code (see ``EXIT_*``)."""
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # ``token``, a script's call, builds its own subcommand only (the rest costs ms).
+    parser = _parser(only="token" if argv[:1] == ["token"] else None)
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":
         from .testing._cli import main as serve
@@ -111,9 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(sys.stdout)
     try:
+        if args.command == "token":  # shows the library's warnings once it builds a client
+            return _token(args, sys.stdout)
         with _library_warnings_on(sys.stderr):
-            if args.command == "token":
-                return _token(args, sys.stdout)
             if args.command == "proof":
                 return _proof(args, sys.stdout)
             return _inspect(args, sys.stdout)
@@ -129,7 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_RESPONSE
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command's parser; with ``only``, just that subcommand's (the same help and
+    errors for it: every subcommand parses its own arguments)."""
     parser = argparse.ArgumentParser(
         prog="bearer-m2m",
         allow_abbrev=False,
@@ -155,6 +159,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help='print {"access_token", "token_type", "expires_at"} (epoch seconds, or null)',
     )
+    if only is None:
+        _add_other_commands(commands)
+    return parser
+
+
+def _add_other_commands(commands: Any) -> None:
     proof = commands.add_parser(
         "proof",
         allow_abbrev=False,
@@ -188,7 +198,6 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "serve", help="run the local authorization server and API until interrupted", add_help=False
     )
-    return parser
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
@@ -250,20 +259,21 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
 
 def _token(args: argparse.Namespace, out: TextIO) -> int:
     layered = _layered(args)
-    cached = _cached_token(args, layered)
+    cached = _cached_token(args, layered)  # logs nothing: no handler needed yet
     expires_at: int | None
     if cached is not None:  # the common call of a script: a file read, no client built
         token, token_type, expires_at = cached
     else:
-        auth = _auth_from(args, layered)
-        if auth.dpop_thumbprint is not None and not args.json:
-            # Pasted into "Authorization: Bearer ...", a DPoP token is refused by every API.
-            raise ConfigurationError(
-                "this configuration uses DPoP: its token is sent as 'Authorization: DPoP' with "
-                "a proof made for each request, so it is no use alone; run "
-                "'bearer-m2m proof METHOD URL' for both headers (or 'token --json')"
-            )
-        token = auth.token()
+        with _library_warnings_on(sys.stderr):
+            auth = _auth_from(args, layered)
+            if auth.dpop_thumbprint is not None and not args.json:
+                # Pasted into "Authorization: Bearer ...", a DPoP token is refused by every API.
+                raise ConfigurationError(
+                    "this configuration uses DPoP: its token is sent as 'Authorization: DPoP' "
+                    "with a proof made for each request, so it is no use alone; run "
+                    "'bearer-m2m proof METHOD URL' for both headers (or 'token --json')"
+                )
+            token = auth.token()
         token_type = auth._config.token_type  # Bearer, or DPoP with a DPoP key
         expires_at = _expires_at(auth)
     if args.json:

@@ -7,12 +7,15 @@ fetcher ask these questions, so each rule is written once.
 from __future__ import annotations
 
 import math
-import random
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from ._tokens import GrantedToken
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import random
 
 #: Margins never exceed these fractions of a token's lifetime, so that a token
 #: living 3 s is not refreshed on every request while a day-long one is

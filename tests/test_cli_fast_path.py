@@ -11,6 +11,7 @@ authorization server, whose token requests are counted.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -287,4 +288,23 @@ def peek(settings: dict[str, str]) -> tuple[str, str, int] | None:
     cache = settings.get("BEARER_M2M_CACHE") or None
     return cached_token(
         "BEARER_M2M_", settings, cache, os.environ, lock_timeout=1.0, allow_insecure_http=False
+    )
+
+
+def test_the_token_only_parser_gives_token_the_same_help_and_usage() -> None:
+    """``bearer-m2m token ...`` builds only its own subcommand: its help, and the usage
+    line of the command's errors, are the full parser's."""
+    from bearer_m2m._cli import _parser
+
+    def token_help(parser: argparse.ArgumentParser) -> str:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return str(action.choices["token"].format_help())
+        raise AssertionError("no subcommands")
+
+    only, full = _parser(only="token"), _parser()
+    assert token_help(only) == token_help(full)
+    assert only.format_usage() == full.format_usage()
+    assert only.parse_args(["token", "--json", "--scope", "a b"]) == full.parse_args(
+        ["token", "--json", "--scope", "a b"]
     )

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import stat
-import tempfile
 import time
 from contextlib import AbstractContextManager
 from typing import Any
@@ -73,6 +72,8 @@ class FileCache:
         return tokens if isinstance(tokens, dict) else {}
 
     def _write(self, document: dict[str, Any]) -> None:
+        import tempfile  # for writers only: a read (the command's fast path) needs none
+
         directory = os.path.dirname(os.path.abspath(self.path))
         descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".bearer_m2m-")  # 0600
         try:
