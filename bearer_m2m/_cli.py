@@ -176,7 +176,9 @@ def _add_other_commands(commands: Any) -> None:
     )
     proof.add_argument("method", help="the request's method, e.g. GET")
     proof.add_argument("url", help="the request's URL (the proof leaves out query and fragment)")
-    proof.add_argument("--nonce", help="the API's DPoP-Nonce, when it asked for one")
+    proof.add_argument(
+        "--nonce", help="the API's DPoP-Nonce, when it asked for one (--nonce=VALUE)"
+    )
     _add_settings(proof)
     inspect = commands.add_parser(
         "inspect",

@@ -64,7 +64,7 @@ def test_proof_carries_the_nonce_it_is_given(
         nonce = requests.get(url, headers={"Authorization": "DPoP x"}, timeout=10).headers[
             "DPoP-Nonce"
         ]
-        argv = ["proof", "POST", url, "--nonce", nonce]
+        argv = ["proof", "POST", url, f"--nonce={nonce}"]  # a nonce may start with "-"
         code, out, _ = run_main(argv, dpop_settings, monkeypatch, capsys)
         assert code == EXIT_OK
         assert requests.post(url, headers=headers_of(out), timeout=10).status_code == 200
