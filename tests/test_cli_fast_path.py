@@ -27,8 +27,9 @@ from bearer_m2m._cli_cache import DirectoryCache, cached_token
 from bearer_m2m._policy import RefreshPolicy
 from bearer_m2m.caches._shared import SharedTokens, _Stored, cache_key
 from bearer_m2m.testing import AuthorizationServer
+from tests.test_cli_cache import AUDIENCE, cache_home, settings
 
-AUDIENCE = "https://api.example"
+__all__ = ["cache_home", "settings"]  # the command's fixtures, written once there
 #: Modules a cached read must not import: what building a client costs.
 HEAVY = ("requests", "authlib", "joserfc", "filelock")
 
@@ -42,26 +43,6 @@ sys.stdout.flush()
 heavy = sorted(name for name in {HEAVY!r} if name in sys.modules)
 print(json.dumps({{"code": code, "imported": heavy}}), file=sys.stderr)
 """
-
-
-@pytest.fixture
-def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.startswith("BEARER_M2M_"):
-            monkeypatch.delenv(name)
-    home = tmp_path / "xdg-cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
-    return home
-
-
-@pytest.fixture
-def settings(m2m_server: AuthorizationServer, cache_home: Path) -> dict[str, str]:
-    return {
-        "BEARER_M2M_TOKEN_URL": m2m_server.token_url,
-        "BEARER_M2M_CLIENT_ID": m2m_server.client.client_id,
-        "BEARER_M2M_CLIENT_SECRET": m2m_server.client.client_secret,
-        "BEARER_M2M_AUDIENCE": AUDIENCE,
-    }
 
 
 def run(
